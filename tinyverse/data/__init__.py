@@ -1,0 +1,21 @@
+"""Time-series data: offline UCR/UEA sets and bring-your-own class folders, split and normalised.
+
+Importing this module registers the built-in datasets in ``DATASETS`` ("ucr", "folder").
+"""
+from ..registry import DATASETS
+from .folder import ClassFolderDataset
+from .normalize import ChannelNormalizer
+from .splits import DatasetError, TimeSeriesData, label_sort_key, sort_labels, stratified_split
+from .ucr import UCRDataset
+
+__all__ = [
+    "DATASETS",
+    "ChannelNormalizer",
+    "ClassFolderDataset",
+    "DatasetError",
+    "TimeSeriesData",
+    "UCRDataset",
+    "label_sort_key",
+    "sort_labels",
+    "stratified_split",
+]

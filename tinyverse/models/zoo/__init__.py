@@ -1,0 +1,2 @@
+"""Built-in zoo entries; importing this module registers them in MODEL_REGISTRY."""
+from tinyverse.models.zoo import classification  # noqa: F401

@@ -1,0 +1,29 @@
+"""Training on Lightning: task modules (registered in ``TASKS``), fit/evaluate/predict, and plots."""
+from tinyverse.training.fit import (
+    FitResult,
+    TrainConfig,
+    evaluate,
+    fit,
+    load_checkpoint,
+    load_task_weights,
+    make_loader,
+    merge_metrics,
+    predict,
+    quiet_lightning,
+)
+from tinyverse.training.tasks import ClassificationTask, TaskModule
+
+__all__ = [
+    "ClassificationTask",
+    "FitResult",
+    "TaskModule",
+    "TrainConfig",
+    "evaluate",
+    "fit",
+    "load_checkpoint",
+    "load_task_weights",
+    "make_loader",
+    "merge_metrics",
+    "predict",
+    "quiet_lightning",
+]

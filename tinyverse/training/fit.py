@@ -1,0 +1,280 @@
+"""Train, evaluate and predict with Lightning, from numpy arrays.
+
+``fit`` gives every run the same layout under ``out_dir``::
+
+    checkpoints/best.ckpt   best epoch by ``cfg.monitor``
+    checkpoints/last.ckpt   last epoch (pass it as ``resume_from`` to continue)
+    logs/version_N/         Lightning's CSVLogger output, one version per (resumed) fit call
+    metrics.csv             one row per epoch, train and val columns side by side, merged over versions
+
+Lightning's Trainer gives progress bars, checkpoints, early stopping, resume and DDP
+(``accelerator``/``devices``/``num_nodes``/``strategy`` pass straight through).
+"""
+from __future__ import annotations
+
+import contextlib
+import csv
+import logging
+import math
+import re
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterator
+
+import lightning as L
+import numpy as np
+import torch
+from lightning.pytorch.callbacks import Callback, EarlyStopping, LearningRateMonitor, ModelCheckpoint
+from lightning.pytorch.loggers import CSVLogger
+from torch import nn
+from torch.utils.data import DataLoader, TensorDataset
+
+log = logging.getLogger(__name__)
+
+ArrayPair = tuple[np.ndarray, np.ndarray]
+
+# Lightning loggers whose INFO lines are noise for our users ("GPU available: ...", "💡 Tip: ... litlogger",
+# "LOCAL_RANK: 0 - CUDA_VISIBLE_DEVICES", "Seed set to ..."). Warnings from them still show.
+_NOISY_LOGGERS = (
+    "lightning.pytorch.utilities.rank_zero",
+    "lightning.fabric.utilities.rank_zero",
+    "lightning.pytorch.accelerators.cuda",
+    "lightning.fabric.utilities.seed",
+)
+# Lightning warnings that are expected in this toolchain and carry no advice a user can act on here.
+_EXPECTED_WARNINGS = (
+    r".*does not have many workers.*",  # num_workers=0 is deliberate for tiny in-memory arrays
+    r".*Checkpoint directory .* exists and is not empty.*",  # expected when resuming into the same run
+    r".*isinstance\(treespec, LeafSpec\)` is deprecated.*",  # Lightning 2.6 vs torch >= 2.10 internals
+    r".*The number of training batches \(\d+\) is smaller than the logging interval.*",
+)
+
+
+@dataclass
+class TrainConfig:
+    """How to run the Trainer (what to optimise lives on the task)."""
+
+    epochs: int = 100
+    batch_size: int = 32
+    seed: int = 42
+    accelerator: str = "cpu"
+    devices: int | str | list[int] = "auto"
+    num_nodes: int = 1
+    strategy: str = "auto"
+    precision: str = "32-true"
+    early_stopping_patience: int | None = 30
+    monitor: str = "val_acc"
+    monitor_mode: str = "max"
+    num_workers: int = 0
+    progress_bar: bool = True
+    deterministic: bool = True
+    gradient_clip_val: float | None = None
+    log_every_n_steps: int = 1
+
+
+@dataclass
+class FitResult:
+    best_checkpoint: Path
+    last_checkpoint: Path
+    metrics_csv: Path
+    epochs_run: int  # epochs completed in total, counting those before a resume
+    best_score: float
+
+
+@contextlib.contextmanager
+def quiet_lightning() -> Iterator[None]:
+    """Hide Lightning's informational chatter and expected warnings for the duration of the block."""
+    saved = {}
+    for name in _NOISY_LOGGERS:
+        logger = logging.getLogger(name)
+        saved[name] = logger.level
+        logger.setLevel(logging.WARNING)
+    try:
+        with warnings.catch_warnings():
+            for pattern in _EXPECTED_WARNINGS:
+                warnings.filterwarnings("ignore", message=pattern)
+            yield
+    finally:
+        for name, level in saved.items():
+            logging.getLogger(name).setLevel(level)
+
+
+@contextlib.contextmanager
+def _restore_determinism() -> Iterator[None]:
+    """``Trainer(deterministic=True)`` flips process-wide torch flags; put them back after the run."""
+    algorithms = torch.are_deterministic_algorithms_enabled()
+    warn_only = torch.is_deterministic_algorithms_warn_only_enabled()
+    cudnn_det, cudnn_bench = torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark
+    try:
+        yield
+    finally:
+        torch.use_deterministic_algorithms(algorithms, warn_only=warn_only)
+        torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = cudnn_det, cudnn_bench
+
+
+def _tensor(a: np.ndarray) -> torch.Tensor:
+    a = np.asarray(a)
+    if a.dtype.kind in "iub":  # class indices: cross-entropy wants int64
+        return torch.from_numpy(np.ascontiguousarray(a, dtype=np.int64))
+    return torch.from_numpy(np.ascontiguousarray(a, dtype=np.float32))
+
+
+def make_loader(data: ArrayPair, batch_size: int, *, shuffle: bool = False, seed: int = 0,
+                num_workers: int = 0) -> DataLoader:
+    """A DataLoader over in-memory arrays; shuffling uses its own seeded generator so runs repeat."""
+    x, y = data
+    if len(x) != len(y):
+        raise ValueError(f"inputs and labels differ in length: {len(x)} vs {len(y)}")
+    generator = torch.Generator().manual_seed(seed) if shuffle else None
+    return DataLoader(TensorDataset(_tensor(x), _tensor(y)), batch_size=batch_size, shuffle=shuffle,
+                      generator=generator, num_workers=num_workers, persistent_workers=num_workers > 0)
+
+
+def _train_monitor(monitor: str) -> str:
+    """Without a validation split, watch the training twin of the metric (val_acc -> train_acc)."""
+    return "train_" + monitor[len("val_"):] if monitor.startswith("val_") else monitor
+
+
+def _trainer(cfg: TrainConfig, **kwargs: Any) -> L.Trainer:
+    kwargs.setdefault("accelerator", cfg.accelerator)
+    kwargs.setdefault("devices", cfg.devices)
+    kwargs.setdefault("num_nodes", cfg.num_nodes)
+    kwargs.setdefault("strategy", cfg.strategy)
+    return L.Trainer(precision=cfg.precision, enable_progress_bar=cfg.progress_bar, enable_model_summary=False,
+                     deterministic=cfg.deterministic, **kwargs)
+
+
+def fit(task: L.LightningModule, train: ArrayPair, val: ArrayPair | None, out_dir: Path, cfg: TrainConfig,
+        resume_from: Path | None = None, callbacks: list[Callback] | None = None) -> FitResult:
+    """Train ``task`` on numpy arrays; write checkpoints and a flat per-epoch ``metrics.csv`` under ``out_dir``.
+
+    ``resume_from`` is a checkpoint (usually ``<run>/checkpoints/last.ckpt``); training continues from its
+    epoch, optimizer and scheduler state up to ``cfg.epochs`` epochs in total.
+    """
+    out_dir = Path(out_dir)
+    ckpt_dir = out_dir / "checkpoints"
+    monitor = cfg.monitor if val is not None else _train_monitor(cfg.monitor)
+    if resume_from is not None and not Path(resume_from).is_file():
+        raise FileNotFoundError(f"cannot resume: checkpoint {resume_from} does not exist")
+
+    with quiet_lightning(), _restore_determinism():
+        L.seed_everything(cfg.seed, workers=True, verbose=False)
+        train_dl = make_loader(train, cfg.batch_size, shuffle=True, seed=cfg.seed, num_workers=cfg.num_workers)
+        val_dl = make_loader(val, cfg.batch_size, num_workers=cfg.num_workers) if val is not None else None
+
+        checkpoint = ModelCheckpoint(dirpath=ckpt_dir, filename="best", monitor=monitor, mode=cfg.monitor_mode,
+                                     save_top_k=1, save_last=True, auto_insert_metric_name=False)
+        cbs: list[Callback] = [checkpoint, LearningRateMonitor(logging_interval="epoch")]
+        if cfg.early_stopping_patience is not None:
+            cbs.append(EarlyStopping(monitor=monitor, mode=cfg.monitor_mode, patience=cfg.early_stopping_patience))
+        cbs.extend(callbacks or [])
+        logger = CSVLogger(save_dir=out_dir, name="logs")
+
+        trainer = _trainer(cfg, max_epochs=cfg.epochs, callbacks=cbs, logger=logger, default_root_dir=out_dir,
+                           gradient_clip_val=cfg.gradient_clip_val, log_every_n_steps=cfg.log_every_n_steps)
+        if resume_from is not None:
+            log.info("resuming from %s", resume_from)
+        # weights_only=True: resuming never unpickles arbitrary objects.
+        trainer.fit(task, train_dl, val_dl, ckpt_path=str(resume_from) if resume_from else None,
+                    weights_only=True)
+
+    metrics_csv = out_dir / "metrics.csv"
+    if trainer.is_global_zero:
+        merge_metrics(out_dir / "logs", metrics_csv)
+    score = checkpoint.best_model_score
+    result = FitResult(
+        best_checkpoint=Path(checkpoint.best_model_path) if checkpoint.best_model_path else ckpt_dir / "best.ckpt",
+        last_checkpoint=ckpt_dir / "last.ckpt",
+        metrics_csv=metrics_csv,
+        epochs_run=int(trainer.current_epoch),
+        best_score=float(score) if score is not None else math.nan,
+    )
+    log.info("trained %d epochs; best %s=%.4f (%s)", result.epochs_run, monitor, result.best_score,
+             result.best_checkpoint)
+    return result
+
+
+def merge_metrics(logs_dir: Path, out_csv: Path) -> Path:
+    """Fold Lightning's CSV logs (train and val on separate rows, one folder per resume) into one row per epoch.
+
+    Later versions win where epochs overlap, so a resumed run replaces what it re-trained.
+    """
+    def version(p: Path) -> int:
+        m = re.search(r"version_(\d+)$", p.parent.name)
+        return int(m.group(1)) if m else -1
+
+    rows: dict[int, dict[str, str]] = {}
+    columns: list[str] = []
+    for path in sorted(Path(logs_dir).glob("version_*/metrics.csv"), key=version):
+        with path.open(newline="") as f:
+            for row in csv.DictReader(f):
+                if not row.get("epoch"):
+                    continue
+                epoch = int(float(row["epoch"]))
+                merged = rows.setdefault(epoch, {})
+                for key, value in row.items():
+                    if key in ("epoch", "step") or value in ("", None):
+                        continue
+                    merged[key] = value
+                    if key not in columns:
+                        columns.append(key)
+                if row.get("step"):  # the last step seen in the epoch
+                    merged["step"] = row["step"]
+
+    def order(col: str) -> tuple[int, str]:
+        for i, prefix in enumerate(("train_", "val_", "test_")):
+            if col.startswith(prefix):
+                return i, col
+        return 3, col
+
+    header = ["epoch", *sorted(columns, key=order), "step"]
+    out_csv.parent.mkdir(parents=True, exist_ok=True)
+    with out_csv.open("w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=header, restval="")
+        writer.writeheader()
+        for epoch in sorted(rows):
+            writer.writerow({"epoch": epoch, **rows[epoch]})
+    return out_csv
+
+
+def evaluate(task: L.LightningModule, data: ArrayPair, cfg: TrainConfig) -> dict[str, float]:
+    """Run the task's ``test_step`` over ``data``; returns the logged metrics (``test_loss``, ``test_acc``...).
+
+    Runs on a single device: a distributed sampler would pad the split and skew exact metrics.
+    """
+    with quiet_lightning(), _restore_determinism():
+        loader = make_loader(data, cfg.batch_size, num_workers=cfg.num_workers)
+        trainer = _trainer(cfg, devices=1, num_nodes=1, strategy="auto", logger=False, enable_checkpointing=False)
+        results = trainer.test(task, dataloaders=loader, verbose=False)
+    return {k: float(v) for k, v in (results[0] if results else {}).items()}
+
+
+@torch.no_grad()
+def predict(model: nn.Module, x: np.ndarray, batch_size: int = 256) -> np.ndarray:
+    """Model outputs for ``x`` as a numpy array, in eval mode, on the model's own device."""
+    param = next(model.parameters(), None)
+    device = param.device if param is not None else torch.device("cpu")
+    was_training = model.training
+    model.eval()
+    try:
+        inputs = torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))
+        outs = [model(inputs[i:i + batch_size].to(device)).cpu() for i in range(0, len(inputs), batch_size)]
+    finally:
+        model.train(was_training)
+    return torch.cat(outs).numpy() if outs else np.empty((0,), dtype=np.float32)
+
+
+def load_checkpoint(path: Path) -> dict[str, Any]:
+    """Read a Lightning checkpoint safely (tensors and plain containers only)."""
+    return torch.load(Path(path), map_location="cpu", weights_only=True)
+
+
+def load_task_weights(task: nn.Module, ckpt_path: Path) -> nn.Module:
+    """Load the weights of a Lightning checkpoint into ``task`` (a task or its plain model); returns it."""
+    state = load_checkpoint(ckpt_path)["state_dict"]
+    if not isinstance(task, L.LightningModule):
+        # A bare model: its keys sit under "model." in the task's state dict.
+        state = {k[len("model."):]: v for k, v in state.items() if k.startswith("model.")}
+    task.load_state_dict(state)
+    return task

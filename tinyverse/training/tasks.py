@@ -1,0 +1,126 @@
+"""Lightning modules, one per task kind, registered in ``TASKS``.
+
+A task wraps a plain ``torch.nn.Module`` (the model never knows about Lightning) and owns the loss, the
+metrics and the optimizer recipe. Hyperparameters are saved without the model, so checkpoints stay plain
+state dicts plus primitives and load with ``torch.load(weights_only=True)``.
+"""
+from __future__ import annotations
+
+import math
+from typing import Any, Callable, Literal
+
+import lightning as L
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torchmetrics.classification import MulticlassAccuracy
+
+from tinyverse.registry import DATASETS, MODEL_REGISTRY, TASKS
+
+OptimizerName = Literal["adam", "adamw", "sgd"]
+SchedulerName = Literal["cosine", "onecycle", "none"]
+
+OPTIMIZERS = ("adam", "adamw", "sgd")
+SCHEDULERS = ("cosine", "onecycle", "none")
+
+
+class TaskModule(L.LightningModule):
+    """Base of every training recipe: holds the model and the optimizer/scheduler configuration."""
+
+    def __init__(self, model: nn.Module, *, optimizer: OptimizerName = "adam", learning_rate: float = 1e-3,
+                 weight_decay: float = 0.0, momentum: float = 0.9, lr_scheduler: SchedulerName = "cosine",
+                 epochs: int = 100) -> None:
+        super().__init__()
+        if optimizer not in OPTIMIZERS:
+            raise ValueError(f"unknown optimizer {optimizer!r}; choose one of {', '.join(OPTIMIZERS)}")
+        if lr_scheduler not in SCHEDULERS:
+            raise ValueError(f"unknown lr_scheduler {lr_scheduler!r}; choose one of {', '.join(SCHEDULERS)}")
+        if epochs < 1:
+            raise ValueError(f"epochs must be >= 1, got {epochs}")
+        self.model = model
+        # Subclasses call save_hyperparameters themselves so their own arguments are captured too.
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.model(x)
+
+    def configure_optimizers(self) -> Any:
+        hp = self.hparams
+        params = [p for p in self.parameters() if p.requires_grad]
+        if hp.optimizer == "adam":
+            opt: torch.optim.Optimizer = torch.optim.Adam(params, lr=hp.learning_rate, weight_decay=hp.weight_decay)
+        elif hp.optimizer == "adamw":
+            opt = torch.optim.AdamW(params, lr=hp.learning_rate, weight_decay=hp.weight_decay)
+        else:
+            opt = torch.optim.SGD(params, lr=hp.learning_rate, momentum=hp.momentum, weight_decay=hp.weight_decay)
+
+        if hp.lr_scheduler == "none":
+            return opt
+        if hp.lr_scheduler == "cosine":
+            sched: Any = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=hp.epochs)
+            return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "epoch"}}
+        # OneCycle steps per batch and fails when stepped past its end, so size it from the real number of
+        # batches per epoch and the longer of the schedule and the trainer's epoch budget.
+        trainer = self.trainer
+        max_epochs = trainer.max_epochs if trainer.max_epochs and trainer.max_epochs > 0 else hp.epochs
+        steps_per_epoch = trainer.estimated_stepping_batches / max_epochs
+        total_steps = max(1, math.ceil(steps_per_epoch * max(hp.epochs, max_epochs)))
+        sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=hp.learning_rate, total_steps=total_steps)
+        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
+
+    # -- seed compatibility (NAM): names forward to the one registry of each kind ------------------------
+    @classmethod
+    def register_net_initializer(cls, name: str, constructor: Callable[..., nn.Module], **kwargs: Any) -> None:
+        MODEL_REGISTRY.register(name, constructor, **kwargs)
+
+    @classmethod
+    def register_dataset_initializer(cls, name: str, constructor: Callable[..., Any], **kwargs: Any) -> None:
+        DATASETS.register(name, constructor, **kwargs)
+
+
+@TASKS.register("classification")
+class ClassificationTask(TaskModule):
+    """Cross-entropy classification; the model returns logits (N, K)."""
+
+    def __init__(self, model: nn.Module, num_classes: int, *, optimizer: OptimizerName = "adam",
+                 learning_rate: float = 1e-3, weight_decay: float = 0.0, momentum: float = 0.9,
+                 lr_scheduler: SchedulerName = "cosine", epochs: int = 100, label_smoothing: float = 0.0,
+                 class_weights: list[float] | None = None) -> None:
+        super().__init__(model, optimizer=optimizer, learning_rate=learning_rate, weight_decay=weight_decay,
+                         momentum=momentum, lr_scheduler=lr_scheduler, epochs=epochs)
+        if num_classes < 2:
+            raise ValueError(f"num_classes must be >= 2, got {num_classes}")
+        self.save_hyperparameters(ignore=["model"])
+        # A buffer moves with the module across devices; persistent=False keeps it out of the state dict.
+        weights = torch.tensor(class_weights, dtype=torch.float32) if class_weights is not None else None
+        self.register_buffer("class_weights", weights, persistent=False)
+        # One metric object per stage: torchmetrics keeps state, and sharing it would mix stages.
+        self.train_acc = MulticlassAccuracy(num_classes=num_classes, average="micro")
+        self.val_acc = MulticlassAccuracy(num_classes=num_classes, average="micro")
+        self.test_acc = MulticlassAccuracy(num_classes=num_classes, average="micro")
+
+    def _step(self, batch: tuple[torch.Tensor, torch.Tensor], stage: str) -> torch.Tensor:
+        x, y = batch
+        y = y.long()
+        logits = self(x)
+        loss = F.cross_entropy(logits, y, weight=self.class_weights,
+                               label_smoothing=float(self.hparams.label_smoothing))
+        acc = getattr(self, f"{stage}_acc")
+        acc(logits, y)
+        n = x.shape[0]
+        self.log(f"{stage}_loss", loss, on_step=False, on_epoch=True, prog_bar=True, batch_size=n, sync_dist=True)
+        # Passing the metric object lets torchmetrics compute and reset it at epoch end (and sync under DDP).
+        self.log(f"{stage}_acc", acc, on_step=False, on_epoch=True, prog_bar=True, batch_size=n)
+        return loss
+
+    def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:
+        return self._step(batch, "train")
+
+    def validation_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:
+        return self._step(batch, "val")
+
+    def test_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:
+        return self._step(batch, "test")
+
+    def predict_step(self, batch: Any, batch_idx: int, dataloader_idx: int = 0) -> torch.Tensor:
+        x = batch[0] if isinstance(batch, (tuple, list)) else batch
+        return self(x)
