@@ -86,9 +86,6 @@ def test_normaliser_stats_come_from_train_only(gunpoint, gunpoint_raw):
     X = gunpoint_raw.X_train.astype(np.float64)
     np.testing.assert_allclose(stats["mean"], X.mean(axis=(0, 2)), rtol=1e-12)
     np.testing.assert_allclose(stats["std"], X.std(axis=(0, 2)), rtol=1e-12)
-    # And not from train + val + test.
-    everything = np.concatenate([gunpoint_raw.X_train, gunpoint_raw.X_val, gunpoint_raw.X_test]).astype(np.float64)
-    assert not np.isclose(stats["mean"][0], everything.mean(), rtol=1e-6)
     # The stored stats reproduce the normalised test split from the raw one.
     norm = ChannelNormalizer.from_dict(stats)
     np.testing.assert_allclose(norm.transform(gunpoint_raw.X_test), gunpoint.X_test, atol=1e-5)
@@ -204,8 +201,11 @@ def test_folder_normalisation_fitted_on_train(tmp_path):
     raw = ClassFolderDataset(str(root), frame_size=FRAME, normalize=False).load()
     d = ClassFolderDataset(str(root), frame_size=FRAME).load()
     X = raw.X_train.astype(np.float64)
-    np.testing.assert_allclose(d.info["normalization"]["mean"], X.mean(axis=(0, 2)), rtol=1e-9)
-    np.testing.assert_allclose(d.info["normalization"]["std"], X.std(axis=(0, 2)), rtol=1e-9)
+    np.testing.assert_allclose(d.info["normalization"]["mean"], X.mean(axis=(0, 2)), rtol=1e-12)
+    np.testing.assert_allclose(d.info["normalization"]["std"], X.std(axis=(0, 2)), rtol=1e-12)
+    # Class means differ by ~10 and files by ~1, so stats over every split would differ visibly.
+    everything = np.concatenate([raw.X_train, raw.X_val, raw.X_test]).astype(np.float64)
+    assert not np.allclose(d.info["normalization"]["mean"], everything.mean(axis=(0, 2)), rtol=1e-3)
 
 
 def test_folder_few_files_split_by_window(tmp_path):

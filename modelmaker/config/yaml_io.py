@@ -72,14 +72,17 @@ def parse_yaml(text: str, source: str) -> tuple[Any, LineMap]:
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        problem = " ".join(p for p in (exc.context, exc.problem) if p) or "invalid YAML"
+        problem = exc.problem or exc.context or "invalid YAML"
+        if exc.problem and exc.context:  # "while parsing a block mapping" is only useful with its line
+            started = f" started on line {exc.context_mark.line + 1}" if exc.context_mark else ""
+            problem = f"{exc.problem} ({exc.context}{started})"
         raise ConfigError(source, f"YAML syntax error: {one_line(problem)}", key=where,
                           hint="check the indentation and quote values that contain ':' or '#'") from None
     except yaml.YAMLError as exc:
         raise ConfigError(source, f"YAML syntax error: {one_line(str(exc))}") from None
     finally:
         loader.dispose()
-    lines: LineMap = {}
+    lines: LineMap = {(): node.start_mark.line + 1} if node is not None else {}
     _collect_lines(node, (), lines)
     return data, lines
 

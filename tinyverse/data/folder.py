@@ -16,7 +16,8 @@ from .normalize import ChannelNormalizer
 from .splits import DatasetError, TimeSeriesData, label_sort_key, stratified_split
 
 _EXTENSIONS = (".csv", ".npy")
-_TIME_COLUMN = re.compile(r"^\s*(time|timestamp|t|ts)\b", re.IGNORECASE)  # time, time_s, "time (s)", t, ts
+# time, Time, timestamp, time_s, "time (s)", timestamp_ms, t, ts — but not temperature or t_x
+_TIME_COLUMN = re.compile(r"(time|timestamp|ts)([\s_(\[].*)?|t", re.IGNORECASE)
 _SPLITS = ("train", "val", "test")
 _MIN_FILES_PER_CLASS = 3  # one file each for train, val and test
 
@@ -119,7 +120,7 @@ class ClassFolderDataset:
                                    f"its columns are {list(df.columns)}")
             df = df[self.channels]
         else:
-            df = df[[c for c in df.columns if not _TIME_COLUMN.match(c)]]
+            df = df[[c for c in df.columns if not _TIME_COLUMN.fullmatch(c)]]
         try:
             data = df.to_numpy(dtype=np.float64)
         except (ValueError, TypeError):
@@ -133,7 +134,8 @@ class ClassFolderDataset:
         """(L, C) recording → (n, C, frame_size) windows."""
         series = np.ascontiguousarray(data.T)  # (C, L)
         view = np.lib.stride_tricks.sliding_window_view(series, self.frame_size, axis=1)[:, :: self.stride]
-        return np.ascontiguousarray(view.transpose(1, 0, 2))
+        # float32 before fitting the normaliser, so its stats match the arrays a model (and an MCU) sees.
+        return np.ascontiguousarray(view.transpose(1, 0, 2), dtype=np.float32)
 
     # -- splitting --------------------------------------------------------------------------------------
     def _annotation_lists(self, all_files: dict[Path, int]) -> dict[str, list[Path]] | None:
@@ -305,4 +307,4 @@ def _is_number(token: str) -> bool:
 
 
 def _stack(parts: list[np.ndarray], channels: int, frame: int) -> np.ndarray:
-    return np.concatenate(parts) if parts else np.zeros((0, channels, frame), dtype=np.float64)
+    return np.concatenate(parts) if parts else np.zeros((0, channels, frame), dtype=np.float32)

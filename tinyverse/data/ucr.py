@@ -151,7 +151,8 @@ class UCRDataset:
 
         lengths = {s: [a.shape[1] for a in raw[s][0]] for s in raw}
         max_len = max(max(v) for v in lengths.values())
-        arrays = {s: np.stack([np.stack([_edge_pad(c, max_len) for c in a]) for a in raw[s][0]])
+        # float32 before fitting the normaliser, so its stats match the arrays a model (and an MCU) sees.
+        arrays = {s: np.stack([np.stack([_edge_pad(c, max_len) for c in a]) for a in raw[s][0]]).astype(np.float32)
                   for s in raw}
         for split, X in arrays.items():
             if not np.isfinite(X).all():

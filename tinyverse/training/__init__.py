@@ -11,6 +11,7 @@ from tinyverse.training.fit import (
     predict,
     quiet_lightning,
 )
+from tinyverse.training.plots import confusion_matrix, plot_confusion_matrix, plot_loss_curves
 from tinyverse.training.tasks import ClassificationTask, TaskModule
 
 __all__ = [
@@ -18,12 +19,15 @@ __all__ = [
     "FitResult",
     "TaskModule",
     "TrainConfig",
+    "confusion_matrix",
     "evaluate",
     "fit",
     "load_checkpoint",
     "load_task_weights",
     "make_loader",
     "merge_metrics",
+    "plot_confusion_matrix",
+    "plot_loss_curves",
     "predict",
     "quiet_lightning",
 ]

@@ -25,10 +25,10 @@ from typing import Any, Iterator
 import lightning as L
 import numpy as np
 import torch
-from lightning.pytorch.callbacks import Callback, EarlyStopping, LearningRateMonitor, ModelCheckpoint
+from lightning.pytorch.callbacks import Callback, EarlyStopping, ModelCheckpoint
 from lightning.pytorch.loggers import CSVLogger
 from torch import nn
-from torch.utils.data import DataLoader, TensorDataset
+from torch.utils.data import DataLoader, Sampler, TensorDataset
 
 log = logging.getLogger(__name__)
 
@@ -120,15 +120,44 @@ def _tensor(a: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(np.ascontiguousarray(a, dtype=np.float32))
 
 
+class EpochShuffleSampler(Sampler[int]):
+    """Random order drawn from ``seed + epoch``: the order depends only on the epoch, not on history.
+
+    Lightning calls ``set_epoch`` before every epoch, so a run resumed at epoch 2 sees exactly the batches
+    an uninterrupted run would have seen (a plain seeded generator would restart its stream on resume).
+    """
+
+    def __init__(self, n: int, seed: int = 0) -> None:
+        self.n, self.seed, self.epoch = n, seed, 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __iter__(self) -> Iterator[int]:
+        generator = torch.Generator().manual_seed(self.seed + self.epoch)
+        return iter(torch.randperm(self.n, generator=generator).tolist())
+
+    def __len__(self) -> int:
+        return self.n
+
+
 def make_loader(data: ArrayPair, batch_size: int, *, shuffle: bool = False, seed: int = 0,
-                num_workers: int = 0) -> DataLoader:
-    """A DataLoader over in-memory arrays; shuffling uses its own seeded generator so runs repeat."""
+                num_workers: int = 0, epoch_seeded: bool = True) -> DataLoader:
+    """A DataLoader over in-memory arrays.
+
+    Shuffled loaders use :class:`EpochShuffleSampler` (``epoch_seeded``) or else a plain seeded shuffle, the
+    form Lightning knows how to distribute.
+    """
     x, y = data
     if len(x) != len(y):
         raise ValueError(f"inputs and labels differ in length: {len(x)} vs {len(y)}")
+    dataset = TensorDataset(_tensor(x), _tensor(y))
+    common: dict[str, Any] = dict(batch_size=batch_size, num_workers=num_workers,
+                                  persistent_workers=num_workers > 0)
+    if shuffle and epoch_seeded:
+        return DataLoader(dataset, sampler=EpochShuffleSampler(len(dataset), seed), **common)
     generator = torch.Generator().manual_seed(seed) if shuffle else None
-    return DataLoader(TensorDataset(_tensor(x), _tensor(y)), batch_size=batch_size, shuffle=shuffle,
-                      generator=generator, num_workers=num_workers, persistent_workers=num_workers > 0)
+    return DataLoader(dataset, shuffle=shuffle, generator=generator, **common)
 
 
 def _train_monitor(monitor: str) -> str:
@@ -160,12 +189,15 @@ def fit(task: L.LightningModule, train: ArrayPair, val: ArrayPair | None, out_di
 
     with quiet_lightning(), _restore_determinism():
         L.seed_everything(cfg.seed, workers=True, verbose=False)
-        train_dl = make_loader(train, cfg.batch_size, shuffle=True, seed=cfg.seed, num_workers=cfg.num_workers)
-        val_dl = make_loader(val, cfg.batch_size, num_workers=cfg.num_workers) if val is not None else None
-
+        # Fixed names, overwritten in place (no "-v1" copies when resuming into the same folder).
         checkpoint = ModelCheckpoint(dirpath=ckpt_dir, filename="best", monitor=monitor, mode=cfg.monitor_mode,
-                                     save_top_k=1, save_last=True, auto_insert_metric_name=False)
-        cbs: list[Callback] = [checkpoint, LearningRateMonitor(logging_interval="epoch")]
+                                     save_top_k=1, auto_insert_metric_name=False, enable_version_counter=False)
+        # Not ``save_last=True``: Lightning 2.6 refreshes last.ckpt only on epochs that also improved the
+        # monitored metric, so resuming would silently re-train from an older epoch. A monitor-less
+        # checkpoint saves every epoch.
+        last = ModelCheckpoint(dirpath=ckpt_dir, filename="last", monitor=None, save_top_k=1,
+                               auto_insert_metric_name=False, enable_version_counter=False)
+        cbs: list[Callback] = [checkpoint, last]
         if cfg.early_stopping_patience is not None:
             cbs.append(EarlyStopping(monitor=monitor, mode=cfg.monitor_mode, patience=cfg.early_stopping_patience))
         cbs.extend(callbacks or [])
@@ -173,6 +205,12 @@ def fit(task: L.LightningModule, train: ArrayPair, val: ArrayPair | None, out_di
 
         trainer = _trainer(cfg, max_epochs=cfg.epochs, callbacks=cbs, logger=logger, default_root_dir=out_dir,
                            gradient_clip_val=cfg.gradient_clip_val, log_every_n_steps=cfg.log_every_n_steps)
+        # Under DDP, Lightning swaps a plain shuffling sampler for a DistributedSampler (epoch-seeded too);
+        # it would wrap a custom sampler instead and never forward set_epoch to it.
+        distributed = trainer.world_size > 1
+        train_dl = make_loader(train, cfg.batch_size, shuffle=True, seed=cfg.seed, num_workers=cfg.num_workers,
+                               epoch_seeded=not distributed)
+        val_dl = make_loader(val, cfg.batch_size, num_workers=cfg.num_workers) if val is not None else None
         if resume_from is not None:
             log.info("resuming from %s", resume_from)
         # weights_only=True: resuming never unpickles arbitrary objects.
@@ -207,26 +245,32 @@ def merge_metrics(logs_dir: Path, out_csv: Path) -> Path:
     rows: dict[int, dict[str, str]] = {}
     columns: list[str] = []
     for path in sorted(Path(logs_dir).glob("version_*/metrics.csv"), key=version):
+        pending: list[dict[str, str]] = []
         with path.open(newline="") as f:
             for row in csv.DictReader(f):
                 if not row.get("epoch"):
+                    # Loggers called outside self.log (LearningRateMonitor) write rows without an epoch; they
+                    # are logged at epoch start, so they belong to the next epoch row.
+                    pending.append(row)
                     continue
                 epoch = int(float(row["epoch"]))
                 merged = rows.setdefault(epoch, {})
-                for key, value in row.items():
-                    if key in ("epoch", "step") or value in ("", None):
-                        continue
-                    merged[key] = value
-                    if key not in columns:
-                        columns.append(key)
+                for source in (*pending, row):
+                    for key, value in source.items():
+                        if key in ("epoch", "step") or value in ("", None):
+                            continue
+                        merged[key] = value
+                        if key not in columns:
+                            columns.append(key)
+                pending = []
                 if row.get("step"):  # the last step seen in the epoch
                     merged["step"] = row["step"]
 
     def order(col: str) -> tuple[int, str]:
-        for i, prefix in enumerate(("train_", "val_", "test_")):
+        for i, prefix in enumerate(("train_", "val_", "test_", "lr")):
             if col.startswith(prefix):
                 return i, col
-        return 3, col
+        return 4, col
 
     header = ["epoch", *sorted(columns, key=order), "step"]
     out_csv.parent.mkdir(parents=True, exist_ok=True)

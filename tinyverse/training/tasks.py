@@ -67,6 +67,13 @@ class TaskModule(L.LightningModule):
         sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=hp.learning_rate, total_steps=total_steps)
         return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
 
+    def on_train_epoch_start(self) -> None:
+        # The learning rate the epoch starts with, as one stable "lr" column whatever the optimizer is called.
+        optimizer = self.optimizers()
+        if isinstance(optimizer, list):  # manual setups with several optimizers: report the first
+            optimizer = optimizer[0]
+        self.log("lr", float(optimizer.param_groups[0]["lr"]), on_step=False, on_epoch=True, sync_dist=False)
+
     # -- seed compatibility (NAM): names forward to the one registry of each kind ------------------------
     @classmethod
     def register_net_initializer(cls, name: str, constructor: Callable[..., nn.Module], **kwargs: Any) -> None:

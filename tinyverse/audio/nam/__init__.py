@@ -1,0 +1,40 @@
+"""NAM (Neural Amp Modeler) compatibility: modules that compute what NeuralAmpModelerCore computes,
+and a reader/writer for .nam files."""
+
+from .format import (
+    GEAR_TYPES,
+    TONE_TYPES,
+    WRITE_VERSION,
+    NamFile,
+    NamFormatError,
+    load_nam,
+    model_from_nam,
+    nam_from_dict,
+    nam_to_dict,
+    save_nam,
+)
+from .presets import A1_LSTM, A1_WAVENET, a1_wavenet_layers
+from .models import CORE_ACTIVATIONS, NAMLSTM, NAMLinear, NAMWaveNet, NamWeightError, fast_tanh, render
+
+__all__ = [
+    "A1_LSTM",
+    "A1_WAVENET",
+    "a1_wavenet_layers",
+    "CORE_ACTIVATIONS",
+    "GEAR_TYPES",
+    "NAMLSTM",
+    "NAMLinear",
+    "NAMWaveNet",
+    "NamFile",
+    "NamFormatError",
+    "NamWeightError",
+    "TONE_TYPES",
+    "WRITE_VERSION",
+    "fast_tanh",
+    "load_nam",
+    "model_from_nam",
+    "nam_from_dict",
+    "nam_to_dict",
+    "render",
+    "save_nam",
+]

@@ -250,6 +250,9 @@ class NAMWaveNet(nn.Module):
         self.fast_tanh = fast_tanh
         # NAM's trainer does not train head_scale; a buffer keeps it with the state dict and the dtype.
         self.register_buffer("head_scale", torch.tensor(float(head_scale)))
+        # Core takes head_scale from the weights; the config copy is informative. Remember the config's
+        # spelling (e.g. 0.02 vs float32(0.02)) so an unchanged model writes its config back verbatim.
+        self._config_head_scale = float(head_scale)
 
     @property
     def receptive_field(self) -> int:
@@ -270,7 +273,9 @@ class NAMWaveNet(nn.Module):
         return {
             "layers": [dict(la.config, dilations=list(la.config["dilations"])) for la in self.layer_arrays],
             "head": None,
-            "head_scale": float(self.head_scale),
+            "head_scale": self._config_head_scale
+            if torch.tensor(self._config_head_scale, dtype=self.head_scale.dtype) == self.head_scale
+            else float(self.head_scale),
         }
 
     def _activation(self, name: str) -> Callable[[torch.Tensor], torch.Tensor]:

@@ -1,0 +1,101 @@
+"""Float ONNX export (torch.onnx dynamo exporter, opset 18) and running ONNX files in onnxruntime."""
+from __future__ import annotations
+
+import inspect
+import logging
+import warnings
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import torch
+from torch import nn
+
+OPSET = 18
+
+
+class ExportError(RuntimeError):
+    """An export that failed or produced a file that does not agree with the model."""
+
+
+def export_onnx(model: nn.Module, path: str | Path, example_inputs: Sequence[torch.Tensor],
+                input_names: Sequence[str] | None = None, output_names: Sequence[str] | None = None,
+                dynamic_batch: bool = True) -> Path:
+    """Export ``model`` to ONNX with a dynamic batch dimension.
+
+    The example batch must be >= 2: a batch-1 trace can silently fix the batch size (seen with LSTMs).
+    """
+    path = Path(path)
+    example_inputs = tuple(example_inputs)
+    if any(t.shape[0] < 2 for t in example_inputs):
+        raise ExportError("export with an example batch of at least 2 so the batch dimension stays dynamic")
+    input_names = list(input_names or getattr(model, "input_names", None) or
+                       [f"input{i}" for i in range(len(example_inputs))])
+    output_names = list(output_names or getattr(model, "output_names", None) or ["output"])
+    dynamic_shapes = None
+    if dynamic_batch:
+        batch = torch.export.Dim("batch", min=1, max=1 << 16)
+        dynamic_shapes = tuple({0: batch} for _ in example_inputs)
+        params = inspect.signature(model.forward).parameters.values()
+        if any(p.kind == p.VAR_POSITIONAL for p in params):  # forward(*inputs): one entry for the *args tuple
+            dynamic_shapes = (dynamic_shapes,)
+    was_training = model.training
+    model.eval()
+    try:
+        with warnings.catch_warnings(), _quiet_exporter():
+            warnings.simplefilter("ignore")
+            program = torch.onnx.export(model, example_inputs, dynamo=True, opset_version=OPSET,
+                                        input_names=input_names, output_names=output_names,
+                                        dynamic_shapes=dynamic_shapes, verbose=False)
+            program.save(str(path))
+    finally:
+        model.train(was_training)
+    return path
+
+
+class _quiet_exporter:
+    """The dynamo exporter logs progress lines at INFO/WARNING; a run's log should not fill with them."""
+
+    def __enter__(self):
+        self._levels = {}
+        for name in ("torch.onnx", "torch.export", "torch._dynamo", "onnxscript"):
+            lg = logging.getLogger(name)
+            self._levels[name] = lg.level
+            lg.setLevel(logging.ERROR)
+
+    def __exit__(self, *exc):
+        for name, level in self._levels.items():
+            logging.getLogger(name).setLevel(level)
+
+
+def onnx_session(path: str | Path):
+    import onnxruntime as ort
+
+    opts = ort.SessionOptions()
+    opts.log_severity_level = 3
+    return ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+
+
+def run_onnx(path_or_session, inputs: Sequence[np.ndarray] | np.ndarray, batch_size: int = 512) -> np.ndarray:
+    """Run an ONNX model on numpy inputs in batches; returns the first output."""
+    sess = onnx_session(path_or_session) if isinstance(path_or_session, (str, Path)) else path_or_session
+    arrays = [inputs] if isinstance(inputs, np.ndarray) else list(inputs)
+    names = [i.name for i in sess.get_inputs()]
+    n = arrays[0].shape[0]
+    outs = []
+    for start in range(0, n, batch_size):
+        feed = {name: np.ascontiguousarray(a[start:start + batch_size], dtype=np.float32)
+                for name, a in zip(names, arrays)}
+        outs.append(sess.run(None, feed)[0])
+    return np.concatenate(outs, axis=0)
+
+
+def torch_outputs(model: nn.Module, inputs: Sequence[np.ndarray] | np.ndarray, batch_size: int = 512) -> np.ndarray:
+    arrays = [inputs] if isinstance(inputs, np.ndarray) else list(inputs)
+    model.eval()
+    outs = []
+    with torch.no_grad():
+        for start in range(0, arrays[0].shape[0], batch_size):
+            out = model(*(torch.as_tensor(a[start:start + batch_size], dtype=torch.float32) for a in arrays))
+            outs.append((out[0] if isinstance(out, tuple) else out).numpy())
+    return np.concatenate(outs, axis=0)
