@@ -5,4 +5,11 @@ if [ $# -lt 1 ]; then
   echo "usage: ./run.sh config.yaml [--resume RUN_FOLDER]" >&2
   exit 2
 fi
-exec python3 -m modelmaker.cli run "$@"
+here="$(cd "$(dirname "$0")" && pwd)"
+# Use the project's virtual environment when it exists, so ./run.sh works without activating it.
+if [ -z "${VIRTUAL_ENV:-}" ] && [ -x "$here/.venv/bin/python" ]; then
+  py="$here/.venv/bin/python"
+else
+  py="python3"
+fi
+exec "$py" -m modelmaker.cli run "$@"

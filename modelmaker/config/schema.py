@@ -68,11 +68,14 @@ def unknown_name_hint(name: str, valid: list[str]) -> str:
 def registered(registry: Registry, name: str, key: str) -> Any:
     """The object registered as ``name``, or a config error naming the closest registered names."""
     if name not in registry:
-        # unknown_message is "unknown <kind> 'x'; did you mean ...?": split it into problem and hint
-        problem = registry.unknown_message(name).partition("; ")[0]
-        hits = suggestions(str(name), registry.names())
-        hint = f"did you mean {', '.join(repr(h) for h in hits)}?" if hits else f"registered: {_listing(registry.names())}"
-        if not len(registry):
+        problem = registry.unknown_message(name).partition("; ")[0]  # "unknown model 'x'"
+        names = registry.names()
+        hits = suggestions(str(name), names)
+        if hits:
+            hint = f"did you mean {', '.join(repr(h) for h in hits)}?"
+        elif names:
+            hint = f"registered: {_listing(names)}"
+        else:
             hint = f"no {registry.kind}s are registered (is the module or extension that registers them loaded?)"
         raise config_error(problem, key, hint)
     return registry.get(name)

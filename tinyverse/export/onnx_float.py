@@ -1,7 +1,9 @@
 """Float ONNX export (torch.onnx dynamo exporter, opset 18) and running ONNX files in onnxruntime."""
 from __future__ import annotations
 
+import contextlib
 import inspect
+import io
 import logging
 import warnings
 from pathlib import Path
@@ -42,7 +44,8 @@ def export_onnx(model: nn.Module, path: str | Path, example_inputs: Sequence[tor
     was_training = model.training
     model.eval()
     try:
-        with warnings.catch_warnings(), _quiet_exporter():
+        # onnxscript's optimiser prints progress to stdout; a run's console should show the run.
+        with warnings.catch_warnings(), _quiet_exporter(), contextlib.redirect_stdout(io.StringIO()):
             warnings.simplefilter("ignore")
             program = torch.onnx.export(model, example_inputs, dynamo=True, opset_version=OPSET,
                                         input_names=input_names, output_names=output_names,

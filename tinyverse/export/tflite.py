@@ -215,7 +215,7 @@ def run_tflm(path_or_bytes: str | Path | bytes, X: np.ndarray, arena_size: int |
     """
     model = _model_bytes(path_or_bytes)
     interp, _ = _tflm_interpreter(model, arena_size)
-    qin, qout = _quant(interp.get_input_details(0)), _quant(interp.get_output_details(0))
+    qin, qout = _tflm_quant(interp.get_input_details(0)), _tflm_quant(interp.get_output_details(0))
     xs = nchw_to_nhwc(np.asarray(X, dtype=np.float32))
     outs = []
     for i in range(xs.shape[0]):
@@ -227,8 +227,21 @@ def run_tflm(path_or_bytes: str | Path | bytes, X: np.ndarray, arena_size: int |
     return (y if raw else nhwc_to_nchw(qout.dequantize(y))), arena
 
 
+def measure_tflm_arena(path_or_bytes: str | Path | bytes) -> int | None:
+    """Arena bytes TFLM uses for one inference (on a zero input)."""
+    interp, _ = _tflm_interpreter(_model_bytes(path_or_bytes), None)
+    d = interp.get_input_details(0)
+    interp.set_input(np.zeros(tuple(int(s) for s in d["shape"]), dtype=d["dtype"]), 0)
+    interp.invoke()
+    return tflm_arena_bytes(interp)
+
+
 def _tflm_quant(detail: dict) -> TensorQuant:
-    return _quant(detail)
+    """TFLM reports quantization as arrays under ``quantization_parameters`` (LiteRT: a (scale, zp) tuple)."""
+    q = detail.get("quantization_parameters") or {}
+    scales, zps = q.get("scales", []), q.get("zero_points", [])
+    return TensorQuant(tuple(int(d) for d in detail["shape"]), np.dtype(detail["dtype"]).name,
+                       float(scales[0]) if len(scales) else 0.0, int(zps[0]) if len(zps) else 0)
 
 
 # -- exporters -------------------------------------------------------------------------------------------

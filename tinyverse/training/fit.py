@@ -47,6 +47,7 @@ _EXPECTED_WARNINGS = (
     r".*does not have many workers.*",  # num_workers=0 is deliberate for tiny in-memory arrays
     r".*Checkpoint directory .* exists and is not empty.*",  # expected when resuming into the same run
     r".*isinstance\(treespec, LeafSpec\)` is deprecated.*",  # Lightning 2.6 vs torch >= 2.10 internals
+    r".*You defined a `validation_step` but have no `val_dataloader`.*",  # fit(val=None) is supported
     r".*The number of training batches \(\d+\) is smaller than the logging interval.*",
 )
 

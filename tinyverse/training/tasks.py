@@ -84,19 +84,37 @@ class TaskModule(L.LightningModule):
         DATASETS.register(name, constructor, **kwargs)
 
 
+def infer_num_classes(model: nn.Module) -> int:
+    """The class count a classifier produces: ``model.num_classes``, else its last layer's ``out_features``."""
+    declared = getattr(model, "num_classes", None)
+    if isinstance(declared, int):
+        return declared
+    for module in reversed(list(model.modules())):
+        out_features = getattr(module, "out_features", None)
+        if isinstance(out_features, int):
+            return out_features
+    raise ValueError(f"cannot tell how many classes {type(model).__name__} predicts; pass num_classes")
+
+
 @TASKS.register("classification")
 class ClassificationTask(TaskModule):
-    """Cross-entropy classification; the model returns logits (N, K)."""
+    """Cross-entropy classification; the model returns logits (N, K).
 
-    def __init__(self, model: nn.Module, num_classes: int, *, optimizer: OptimizerName = "adam",
+    ``num_classes`` defaults to what the model says it predicts (see :func:`infer_num_classes`).
+    """
+
+    def __init__(self, model: nn.Module, num_classes: int | None = None, *, optimizer: OptimizerName = "adam",
                  learning_rate: float = 1e-3, weight_decay: float = 0.0, momentum: float = 0.9,
                  lr_scheduler: SchedulerName = "cosine", epochs: int = 100, label_smoothing: float = 0.0,
                  class_weights: list[float] | None = None) -> None:
         super().__init__(model, optimizer=optimizer, learning_rate=learning_rate, weight_decay=weight_decay,
                          momentum=momentum, lr_scheduler=lr_scheduler, epochs=epochs)
+        if num_classes is None:
+            num_classes = infer_num_classes(model)
         if num_classes < 2:
             raise ValueError(f"num_classes must be >= 2, got {num_classes}")
         self.save_hyperparameters(ignore=["model"])
+        self.hparams.num_classes = int(num_classes)  # the inferred value, so checkpoints record it
         # A buffer moves with the module across devices; persistent=False keeps it out of the state dict.
         weights = torch.tensor(class_weights, dtype=torch.float32) if class_weights is not None else None
         self.register_buffer("class_weights", weights, persistent=False)

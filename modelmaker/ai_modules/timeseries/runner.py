@@ -32,7 +32,7 @@ class TimeSeriesModule:
     def build_model(self, cfg, data):
         from tinyverse.models import create_model, model_arguments
 
-        args = dict(cfg.training.resolved_model_args)
+        args = dict(cfg.training.model_args)
         accepted = model_arguments(cfg.training.model_name)
         # The data decide the input shape and class count unless the user pinned them.
         if "input_shape" in accepted:
@@ -75,7 +75,7 @@ class TimeSeriesModule:
             if t.monitor else DEFAULT_MONITOR[task_type]
         task = TASKS.get(task_type)(model=model, optimizer=t.optimizer, learning_rate=t.learning_rate,
                                     weight_decay=t.weight_decay, lr_scheduler=t.lr_scheduler, epochs=t.epochs,
-                                    label_smoothing=t.label_smoothing)
+                                    label_smoothing=t.label_smoothing, num_classes=data.num_classes)
         train_cfg = TrainConfig(
             epochs=t.epochs, batch_size=t.batch_size, seed=cfg.common.seed, accelerator=t.accelerator,
             devices=t.devices, num_nodes=t.num_nodes, strategy=t.strategy, precision=t.precision,

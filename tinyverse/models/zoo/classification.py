@@ -22,14 +22,26 @@ def _input(input_shape: Sequence[int]) -> dict[str, list[int]]:
     return {"x": [c, length, 1]}
 
 
+def pool_chain(length: int, target: int, max_kernel: int = 4) -> list[int]:
+    """Kernels of successive non-overlapping average pools taking ``length`` down to between ``target`` and
+    2*target steps. TI's NPU runs a non-global average pool as a depthwise conv (kernel <= 7), so one long
+    pool would fall back to the CPU; a chain of short ones stays on the NPU."""
+    kernels = []
+    while length // target >= 2:
+        k = min(max_kernel, length // target)
+        kernels.append(k)
+        length //= k
+    return kernels
+
+
 def conv_classifier_spec(input_shape: Sequence[int], num_classes: int, channels: Sequence[int],
                          kernel_sizes: Sequence[int], strides: Sequence[int], head: str = "gap",
                          pooled_length: int = 4, dropout: float = 0.0) -> dict[str, Any]:
     """A plain stack of ConvBNReLU layers, then a head.
 
     head="gap": global average pool → FC (needs the last conv to have >= 16 channels for the NPU FC rule);
-    head="flatten": average pool to ``pooled_length`` steps, flatten, FC — used by the smallest models whose
-    channel count is below 16 so the FC still reads >= 16 features.
+    head="flatten": average-pool down to ``pooled_length``..2*``pooled_length`` steps, flatten, FC — used by the
+    smallest models, whose channel count is below 16, so the FC still reads >= 16 features.
     """
     if not (len(channels) == len(kernel_sizes) == len(strides)):
         raise ValueError("channels, kernel_sizes and strides must have the same length")
@@ -43,8 +55,8 @@ def conv_classifier_spec(input_shape: Sequence[int], num_classes: int, channels:
         length = int(input_shape[1])
         for s in strides:
             length = (length - 1) // int(s) + 1
-        pool = max(1, length // pooled_length)
-        layers["pool"] = {"type": "AvgPoolLayer", "kernel_size": pool, "stride": pool}
+        for i, k in enumerate(pool_chain(length, pooled_length), start=1):
+            layers[f"pool{i}"] = {"type": "AvgPoolLayer", "kernel_size": k, "stride": k}
     else:
         raise ValueError(f"head must be 'gap' or 'flatten', got {head!r}")
     layers["flatten"] = {"type": "ReshapeLayer", "shape": [-1]}

@@ -1,0 +1,307 @@
+"""The compilation stage as one library call: quantize, export, run every artifact, check the device.
+
+``compile_model`` writes model_float.onnx, model_int8.onnx, model_float.tflite, model_int8.tflite,
+model_int8.h/.c and golden_vectors.h into ``out_dir``, runs each artifact on the test split and fills a
+verification table (PyTorch float, ONNX float, ONNX int8, TFLite float and int8 on LiteRT's reference kernels,
+TFLite int8 in TFLM, the C array parsed back and run in TFLM). An exporter that fails is recorded in its row
+and the others go on. ``check_model`` and ``fitting_models`` answer the CLI's device questions from specs only.
+"""
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+from torch import nn
+
+from tinyverse.devices import DeviceProfile, DeviceReport, check_spec, check_tflite_ops, get_device
+from tinyverse.export import ExportError, get_exporter, torch_outputs
+from tinyverse.export.tflite import convert_tflite, run_tflm, tflite_ops
+from tinyverse.export.twin_plan import TwinError
+from tinyverse.models.spec import ModelSpec
+
+log = logging.getLogger(__name__)
+
+DEFAULT_EXPORTERS = ("onnx", "onnx_int8", "tflite", "tflite_int8", "c_header")
+
+
+@dataclass
+class VerificationRow:
+    artifact: str  # "PyTorch float", "ONNX int8", "TFLite int8 (TFLM)", ...
+    path: str | None
+    metric: float | None = None
+    max_abs_diff: float | None = None  # vs PyTorch float on the test split
+    argmax_agreement: float | None = None  # share of samples whose argmax equals PyTorch's
+    arena_bytes: int | None = None
+    seconds: float | None = None  # export/convert time of the artifact
+    error: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+@dataclass
+class CompileReport:
+    out_dir: str
+    metric: str
+    rows: list[VerificationRow]
+    artifacts: dict[str, str]
+    device: DeviceReport | None = None
+    info: dict[str, Any] = field(default_factory=dict)
+
+    def row(self, artifact: str) -> VerificationRow:
+        return next(r for r in self.rows if r.artifact == artifact)
+
+    @property
+    def ok(self) -> bool:
+        return all(r.error is None for r in self.rows) and (self.device is None or self.device.fits)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"out_dir": self.out_dir, "metric": self.metric, "ok": self.ok,
+                "verification": [r.to_dict() for r in self.rows], "artifacts": dict(self.artifacts),
+                "device": self.device.to_dict() if self.device else None, "info": _jsonable(self.info)}
+
+    def to_markdown(self) -> str:
+        fmt = lambda v, f: "-" if v is None else format(v, f)  # noqa: E731
+        out = ["## Compilation", "", f"| artifact | {self.metric} | max abs diff vs PyTorch | argmax agreement | "
+               f"TFLM arena (bytes) | time (s) | file |", "|---|---:|---:|---:|---:|---:|---|"]
+        for r in self.rows:
+            if r.error:
+                out.append(f"| {r.artifact} | failed: {r.error} | | | | | |")
+                continue
+            out.append(f"| {r.artifact} | {fmt(r.metric, '.4f')} | {fmt(r.max_abs_diff, '.3g')} | "
+                       f"{fmt(r.argmax_agreement, '.3f')} | {fmt(r.arena_bytes, ',')} | {fmt(r.seconds, '.1f')} | "
+                       f"{Path(r.path).name if r.path else '-'} |")
+        if self.info.get("tflite_int8_ops"):
+            out += ["", f"TFLite int8 ops: {', '.join(self.info['tflite_int8_ops'])}"]
+        if self.device is not None:
+            out += ["", self.device.to_markdown()]
+        return "\n".join(out)
+
+
+def _jsonable(v: Any) -> Any:
+    if isinstance(v, dict):
+        return {str(k): _jsonable(x) for k, x in v.items()}
+    if isinstance(v, (list, tuple)):
+        return [_jsonable(x) for x in v]
+    if isinstance(v, np.generic):
+        return v.item()
+    if isinstance(v, Path):
+        return str(v)
+    return v
+
+
+def _metric(y: np.ndarray, test_y: np.ndarray | None, metric: str) -> float | None:
+    if test_y is None:
+        return None
+    if metric == "accuracy":
+        return float(np.mean(y.reshape(len(y), -1).argmax(1) == np.asarray(test_y).reshape(-1)))
+    err = y.reshape(test_y.shape) - test_y
+    if metric == "mse":
+        return float(np.mean(err ** 2))
+    if metric == "mae":
+        return float(np.mean(np.abs(err)))
+    raise ValueError(f"unknown metric {metric!r}; use accuracy, mse or mae")
+
+
+def _compare(row: VerificationRow, y: np.ndarray, ref: np.ndarray, test_y, metric: str) -> None:
+    y = np.asarray(y, dtype=np.float32).reshape(ref.shape)
+    row.max_abs_diff = float(np.max(np.abs(y - ref)))
+    row.metric = _metric(y, test_y, metric)
+    if ref.ndim == 2 and ref.shape[1] > 1:
+        row.argmax_agreement = float(np.mean(y.argmax(1) == ref.argmax(1)))
+
+
+def compile_model(model: nn.Module, spec: ModelSpec | None, out_dir: str | Path, calib_X: np.ndarray,
+                  test_X: np.ndarray, test_y: np.ndarray | None = None, metric: str = "accuracy",
+                  device: str | Path | DeviceProfile | None = None,
+                  exporters: Sequence[str] = DEFAULT_EXPORTERS, golden_vectors: int = 4,
+                  reference_outputs: np.ndarray | None = None) -> CompileReport:
+    """Export ``model`` with each of ``exporters``, verify every artifact on ``test_X``, check ``device``.
+
+    ``calib_X`` comes from the training split (int8 calibration; never the test split). ``reference_outputs``
+    are PyTorch's outputs on ``test_X`` if the caller already has them.
+    """
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    spec = spec if spec is not None else getattr(model, "spec", None)
+    model.eval()
+    test_X = np.asarray(test_X, dtype=np.float32)
+    calib_X = np.asarray(calib_X, dtype=np.float32)
+    ref = np.asarray(reference_outputs if reference_outputs is not None else torch_outputs(model, test_X),
+                     dtype=np.float32)
+    rows = [VerificationRow("PyTorch float", None, metric=_metric(ref, test_y, metric), max_abs_diff=0.0,
+                            argmax_agreement=1.0 if ref.ndim == 2 and ref.shape[1] > 1 else None)]
+    artifacts: dict[str, str] = {}
+    info: dict[str, Any] = {}
+    wanted = list(exporters)
+    paths: dict[str, Path] = {}
+
+    def attempt(label: str, fn) -> VerificationRow:
+        row = VerificationRow(label, None)
+        rows.append(row)
+        try:
+            fn(row)
+        except (ExportError, TwinError, RuntimeError, ValueError, OSError) as err:
+            row.error = str(err).splitlines()[0][:300]
+            log.warning("%s failed: %s", label, row.error)
+        return row
+
+    if "onnx" in wanted or "onnx_int8" in wanted:
+        onnx_exp = get_exporter("onnx")
+
+        def do_onnx(row: VerificationRow) -> None:
+            paths["onnx"] = onnx_exp.export(model, spec, out_dir, calib_X)
+            row.path, row.seconds = str(paths["onnx"]), onnx_exp.info.get("export_s")
+            _compare(row, onnx_exp.run(paths["onnx"], test_X), ref, test_y, metric)
+        onnx_row = attempt("ONNX float", do_onnx)
+        if "onnx" not in wanted:
+            rows.remove(onnx_row)
+        if "onnx_int8" in wanted and "onnx" in paths:
+            q_exp = get_exporter("onnx_int8")
+
+            def do_onnx_int8(row: VerificationRow) -> None:
+                paths["onnx_int8"] = q_exp.export(model, spec, out_dir, calib_X, float_path=paths["onnx"])
+                row.path, row.seconds = str(paths["onnx_int8"]), q_exp.info.get("quantize_s")
+                _compare(row, q_exp.run(paths["onnx_int8"], test_X), ref, test_y, metric)
+            attempt("ONNX int8", do_onnx_int8)
+
+    want_tfl = [e for e in ("tflite", "tflite_int8") if e in wanted or (e == "tflite_int8" and "c_header" in wanted)]
+    if want_tfl:
+        f_path = out_dir / "model_float.tflite" if "tflite" in want_tfl else None
+        q_path = out_dir / "model_int8.tflite" if "tflite_int8" in want_tfl else None
+        conv: dict[str, Any] = {}
+
+        def do_convert() -> None:
+            conv.update(convert_tflite(model, spec, calib_X, f_path, q_path))
+            info["tflite_conversion"] = conv
+        try:
+            do_convert()
+        except (ExportError, TwinError) as err:
+            conv["error"] = str(err).splitlines()[0][:300]
+            log.warning("TFLite conversion failed: %s", conv["error"])
+
+        def tfl_row(label: str, path: Path | None, run) -> None:
+            def body(row: VerificationRow) -> None:
+                if "error" in conv:
+                    raise ExportError(conv["error"])
+                row.path = str(path)
+                row.seconds = conv.get("convert_int8_s" if "int8" in label else "convert_float_s")
+                y = run(row)
+                _compare(row, y, ref, test_y, metric)
+            attempt(label, body)
+
+        lite = get_exporter("tflite_int8")
+        if f_path is not None:
+            paths["tflite"] = f_path
+            tfl_row("TFLite float (LiteRT)", f_path, lambda row: lite.run(f_path, test_X))
+        if q_path is not None:
+            paths["tflite_int8"] = q_path
+            tfl_row("TFLite int8 (LiteRT)", q_path, lambda row: lite.run(q_path, test_X))
+
+            def tflm(row: VerificationRow) -> np.ndarray:
+                y, row.arena_bytes = run_tflm(q_path, test_X)
+                info["tflm_arena_bytes"] = row.arena_bytes
+                return y
+            tfl_row("TFLite int8 (TFLM)", q_path, tflm)
+            if q_path.exists():
+                info["tflite_int8_ops"] = tflite_ops(q_path)
+                info["tflite_int8_bytes"] = q_path.stat().st_size
+
+    if "c_header" in wanted:
+        c_exp = get_exporter("c_header")
+
+        def do_c(row: VerificationRow) -> None:
+            if not paths.get("tflite_int8", Path("/nonexistent")).exists():
+                raise ExportError("no int8 .tflite to embed (its conversion failed)")
+            t0 = time.perf_counter()
+            golden = test_X[:golden_vectors] if golden_vectors else None
+            paths["c_header"] = c_exp.export(model, spec, out_dir, calib_X, tflite_int8_path=paths["tflite_int8"],
+                                             golden_X=golden, arena_bytes=info.get("tflm_arena_bytes"))
+            row.seconds = time.perf_counter() - t0
+            row.path = str(paths["c_header"])
+            y = c_exp.run(paths["c_header"], test_X)
+            row.arena_bytes = c_exp.info.get("tflm_arena_bytes")
+            _compare(row, y, ref, test_y, metric)
+            artifacts["model_int8.h"] = c_exp.info["header"]
+            if "golden" in c_exp.info:
+                artifacts["golden_vectors.h"] = c_exp.info["golden"]
+        attempt("C array (TFLM)", do_c)
+
+    for key, p in paths.items():
+        if p.exists():
+            artifacts[key] = str(p)
+
+    report_dev = None
+    if device is not None:
+        profile = get_device(device)
+        report_dev = _device_report(spec, profile, info, paths)
+    return CompileReport(str(out_dir), metric, rows, artifacts, report_dev, info)
+
+
+def _device_report(spec: ModelSpec | None, profile: DeviceProfile, info: dict[str, Any],
+                   paths: dict[str, Path]) -> DeviceReport:
+    """The spec-level check plus what the converted files measured (size, arena, TFLite ops, vela)."""
+    if spec is not None:
+        rep = check_spec(spec, profile)
+    else:
+        rep = DeviceReport(profile.name, profile.kind, "model", [], {}, {
+            "flash_bytes": profile.flash_bytes, "ram_bytes": profile.ram_bytes,
+            "macs": profile.max_macs_per_inference}, [], ["no spec: layer rules were not checked"])
+    size, arena = info.get("tflite_int8_bytes"), info.get("tflm_arena_bytes")
+    if size is not None:
+        rep.measured["tflite_int8_bytes"] = size
+        if profile.flash_bytes is not None and size + profile.flash_overhead_bytes > profile.flash_bytes:
+            rep.add_violation(f"flash: the int8 .tflite is {size:,} bytes (+{profile.flash_overhead_bytes:,} "
+                              f"runtime), over the {profile.flash_bytes:,} byte budget")
+    if arena is not None:
+        rep.measured["tflm_arena_bytes"] = arena
+        if profile.ram_bytes is not None and arena + profile.ram_overhead_bytes > profile.ram_bytes:
+            rep.add_violation(f"RAM: TFLM used a {arena:,} byte arena, over the {profile.ram_bytes:,} byte budget")
+    if info.get("tflite_int8_ops"):
+        for v in check_tflite_ops(info["tflite_int8_ops"], profile):
+            rep.add_violation(v)
+    if (profile.compiler or {}).get("tool") == "vela" and paths.get("tflite_int8") and paths["tflite_int8"].exists():
+        from tinyverse.devices.vela import run_vela
+
+        vela = run_vela(paths["tflite_int8"], profile)
+        rep.measured["vela"] = vela
+        if not vela.get("available"):
+            rep.notes.append(vela["message"])
+        elif vela.get("ok") and vela.get("cpu_operators"):
+            rep.notes.append(f"vela placed {vela['cpu_operators']} operator(s) on the CPU: "
+                             + "; ".join(vela.get("cpu_fallback", [])[:5]))
+    return rep
+
+
+def check_model(model_name: str, device: str | Path | DeviceProfile, input_shape: Sequence[int] = (1, 512),
+                **model_args: Any) -> DeviceReport:
+    """Check a zoo model's spec against a device before any training (``modelmaker check``)."""
+    from tinyverse.models import get_model_spec
+
+    return check_spec(get_model_spec(model_name, input_shape=tuple(input_shape), **model_args), device)
+
+
+def fitting_models(device: str | Path | DeviceProfile, input_shape: Sequence[int] = (1, 512),
+                   task: str | None = None, **model_args: Any) -> list[dict[str, Any]]:
+    """One row per spec-dict zoo model: params, MACs, estimated flash/RAM and whether it fits ``device``."""
+    from tinyverse.layers.base import SpecError
+    from tinyverse.models import get_model_spec, list_models
+
+    profile = get_device(device)
+    rows = []
+    for name in list_models(task=task):
+        try:
+            spec = get_model_spec(name, input_shape=tuple(input_shape), **model_args)
+        except (SpecError, TypeError, ValueError) as err:  # plain nn.Module entries, other input kinds
+            rows.append({"name": name, "params": None, "macs": None, "flash_bytes": None, "ram_bytes": None,
+                         "fits": False, "violations": [str(err)]})
+            continue
+        rep = check_spec(spec, profile)
+        rows.append({"name": name, "params": spec.params, "macs": spec.macs,
+                     "flash_bytes": rep.totals["flash_bytes"], "ram_bytes": rep.totals["ram_bytes"],
+                     "fits": rep.fits, "violations": list(rep.violations)})
+    return rows

@@ -1,0 +1,251 @@
+"""The rule checker: a spec against a device profile, layer by layer, before training.
+
+Each layer gets its op class, where it runs (accelerator / CPU fallback / unsupported) and why, in one line
+with the fix. Totals are compared with the budgets: flash (weights at the profile's weight bits, biases at
+32 bits), RAM (peak live int8 activations of the graph, input included, plus conv scratch) and MACs.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from tinyverse.devices.profile import DeviceProfile, FieldRule, load_device_profile
+from tinyverse.layers.base import LayerOp, numel
+from tinyverse.models.spec import ModelSpec
+from tinyverse.registry import DEVICES
+
+CONV_CLASSES = ("FCONV", "GCONV", "DWCONV", "PWCONV")
+
+
+def get_device(device: str | Path | DeviceProfile) -> DeviceProfile:
+    """A profile by registry name, or from a YAML file path."""
+    if isinstance(device, DeviceProfile):
+        return device
+    if isinstance(device, Path) or str(device).endswith((".yaml", ".yml")):
+        return load_device_profile(device)
+    return DEVICES.get(str(device))
+
+
+def op_attributes(op: LayerOp) -> dict[str, Any]:
+    """The attributes rules may name."""
+    kh, kw = op.kernel or (None, None)
+    sh, sw = op.stride or (None, None)
+    dh, dw = op.dilation or (None, None)
+    spatial = op.in_shape[1] * op.in_shape[2] if len(op.in_shape) == 3 else None
+    return {"in_channels": op.in_channels, "out_channels": op.out_channels, "channels": op.in_channels,
+            "kernel_h": kh, "kernel_w": kw, "kernel": list(op.kernel) if op.kernel else None,
+            "stride": list(op.stride) if op.stride else None, "stride_h": sh, "stride_w": sw,
+            "dilation_h": dh, "dilation_w": dw, "groups": op.groups, "in_features": op.in_features,
+            "out_features": op.out_features, "activation": op.activation, "global": bool(op.attrs.get("global")),
+            "spatial": spatial, "kernel_area": kh * kw if kh and kw else None}
+
+
+def _breaks(attr: str, value: Any, rule: FieldRule) -> str | None:
+    """One-line description of how ``value`` breaks ``rule``, with the fix; None if it complies."""
+    if value is None:
+        return None
+    msg = None
+    if rule.equals is not None and value != rule.equals:
+        msg = f"{attr} is {value}, must be {rule.equals}"
+    elif rule.multiple_of and isinstance(value, int) and value % rule.multiple_of:
+        msg = (f"{attr} {value} is not a multiple of {rule.multiple_of} → use "
+               f"{math.ceil(value / rule.multiple_of) * rule.multiple_of}")
+    elif rule.max is not None and value > rule.max:
+        msg = f"{attr} {value} exceeds {rule.max:g} → use at most {rule.max:g}"
+    elif rule.min is not None and value < rule.min:
+        msg = f"{attr} {value} is below {rule.min:g} → use at least {rule.min:g}"
+    elif rule.one_of is not None and value not in rule.one_of:
+        msg = f"{attr} {value} is not one of {rule.one_of}"
+    if msg and rule.why:
+        msg += f" ({rule.why})"
+    return msg
+
+
+@dataclass
+class LayerCheck:
+    layer: str
+    type: str
+    op_class: str  # the class the layer is checked as
+    placement: str  # accelerator name ("NPU"), "CPU", "runtime" or "unsupported"
+    reasons: list[str]
+    params: int
+    macs: int
+    weight_bytes: int
+    out_shape: list[int]
+
+    @property
+    def line(self) -> str:
+        why = "; ".join(self.reasons) if self.reasons else "ok"
+        return f"{self.layer}: {self.op_class} on {self.placement} — {why}"
+
+
+@dataclass
+class DeviceReport:
+    device: str
+    kind: str
+    model: str
+    layers: list[LayerCheck]
+    totals: dict[str, int | None]
+    budgets: dict[str, int | None]
+    violations: list[str]
+    notes: list[str] = field(default_factory=list)
+    measured: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def fits(self) -> bool:
+        return not self.violations
+
+    def add_violation(self, line: str) -> None:
+        if line not in self.violations:
+            self.violations.append(line)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"device": self.device, "kind": self.kind, "model": self.model, "fits": self.fits,
+                "violations": list(self.violations), "notes": list(self.notes), "totals": dict(self.totals),
+                "budgets": dict(self.budgets), "measured": dict(self.measured),
+                "layers": [{**asdict(layer), "line": layer.line} for layer in self.layers]}
+
+    def to_markdown(self) -> str:
+        out = [f"### Device check: {self.model} on {self.device} — {'fits' if self.fits else 'DOES NOT FIT'}", "",
+               "| layer | type | op class | runs on | params | MACs | why / fix |",
+               "|---|---|---|---|---:|---:|---|"]
+        for lc in self.layers:
+            why = "; ".join(lc.reasons) if lc.reasons else "ok"
+            out.append(f"| {lc.layer} | {lc.type} | {lc.op_class} | {lc.placement} | {lc.params:,} | {lc.macs:,} "
+                       f"| {why} |")
+        out += ["", "| budget | estimate | limit |", "|---|---:|---:|"]
+        for key in ("flash_bytes", "ram_bytes", "macs"):
+            est, lim = self.totals.get(key), self.budgets.get(key)
+            out.append(f"| {key} | {'-' if est is None else f'{est:,}'} | {'-' if lim is None else f'{lim:,}'} |")
+        for key, val in self.measured.items():
+            out.append(f"| measured {key} | {val if not isinstance(val, int) else f'{val:,}'} | |")
+        if self.violations:
+            out += ["", "**Violations**", ""] + [f"- {v}" for v in self.violations]
+        if self.notes:
+            out += ["", "**Notes**", ""] + [f"- {n}" for n in self.notes]
+        return "\n".join(out)
+
+
+def _weights_biases(op: LayerOp) -> tuple[int, int]:
+    """(weights, 32-bit values) an op stores after BN folding."""
+    if op.op_class in CONV_CLASSES and op.kernel and op.in_channels and op.out_channels:
+        w = op.out_channels * (op.in_channels // max(op.groups, 1)) * op.kernel[0] * op.kernel[1]
+        return w, (op.out_channels if op.params > w else 0)
+    if op.op_class == "FC" and op.in_features and op.out_features:
+        w = op.in_features * op.out_features
+        return w, max(op.params - w, 0)
+    if op.op_class == "BN":
+        return 0, op.params
+    return op.params, 0
+
+
+def _classify(op: LayerOp, profile: DeviceProfile) -> tuple[str, list[str]]:
+    cls, notes = op.op_class, []
+    attrs = op_attributes(op)
+    for rc in profile.reclassify:
+        if rc.from_ == cls and any(_breaks(a, attrs.get(a), r) for a, r in rc.unless.items()):
+            notes.append(f"checked as {rc.to}: {rc.why}" if rc.why else f"checked as {rc.to}")
+            cls = rc.to
+    return cls, notes
+
+
+def _peak_ram(spec: ModelSpec) -> tuple[int, str]:
+    """Peak bytes of int8 tensors alive at once while running the layers in order (inputs included)."""
+    order = list(spec.info)
+    last_use: dict[str, int] = {}
+    for i, name in enumerate(order):
+        for s in spec.info[name].sources:
+            last_use[s] = i
+    for o in spec.outputs:
+        last_use[o] = len(order)
+    size = {**{k: numel(v) for k, v in spec.inputs.items()}, **spec.activation_sizes()}
+    born = {**{k: -1 for k in spec.inputs}, **{n: i for i, n in enumerate(order)}}
+    peak, where = 0, ""
+    for i, name in enumerate(order):
+        live = sum(size[t] for t in size if born[t] <= i and last_use.get(t, born[t]) >= i)
+        if live > peak:
+            peak, where = live, name
+    return peak, where
+
+
+def check_spec(spec: ModelSpec, profile: DeviceProfile | str | Path) -> DeviceReport:
+    """Check every layer of ``spec`` against ``profile`` and compare totals with its budgets."""
+    profile = get_device(profile)
+    layers: list[LayerCheck] = []
+    violations: list[str] = []
+    notes: list[str] = []
+    flash = 0
+    scratch = 0
+    for name, info in spec.info.items():
+        reasons: list[str] = []
+        placement = profile.accelerator
+        checked = []
+        wbytes = 0
+        for op in info.ops:
+            cls, rc_notes = _classify(op, profile)
+            reasons += rc_notes
+            checked.append(cls)
+            w, b = _weights_biases(op)
+            wbytes += math.ceil(w * profile.weight_bits / 8) + 4 * b
+            if cls in CONV_CLASSES and op.kernel and op.in_channels:
+                scratch = max(scratch, 2 * 2 * (op.in_channels // max(op.groups, 1)) * op.kernel[0] * op.kernel[1])
+            if cls in profile.native_ops:
+                attrs = op_attributes(op)
+                broken = [m for a, r in profile.rules.get(cls, {}).items() if (m := _breaks(a, attrs.get(a), r))]
+                for m in broken:
+                    violations.append(f"{name}: {cls} {m}")
+                if broken:
+                    placement = "CPU" if profile.kind in ("npu_mcu", "npu") else "unsupported"
+                    reasons += broken
+            elif cls in profile.free_ops:
+                placement = "-"
+                reasons.append("no compute (view / identity at inference)")
+            elif cls in profile.cpu_ops:
+                placement = "CPU"
+                reasons.append(f"{cls} is not a {profile.accelerator} op on {profile.name}: runs on the CPU")
+            else:
+                placement = "unsupported"
+                msg = f"{cls} is not supported on {profile.name}"
+                reasons.append(msg)
+                violations.append(f"{name}: {msg}")
+            if profile.op_class_tflite.get(cls):
+                reasons.append("→ " + "/".join(profile.op_class_tflite[cls]))
+        flash += wbytes
+        if placement == "CPU" and not any("runs on the CPU" in r or "falls back" in r for r in reasons):
+            reasons.append(f"falls back to the CPU on {profile.name}")
+        layers.append(LayerCheck(name, info.layer.type_name(), "+".join(dict.fromkeys(checked)) or "-", placement,
+                                 reasons, info.params, info.macs, wbytes, list(info.out_shape)))
+    peak, peak_at = _peak_ram(spec)
+    flash_total = flash + profile.flash_overhead_bytes
+    ram_total = peak + scratch + profile.ram_overhead_bytes
+    totals = {"params": spec.params, "macs": spec.macs, "flash_bytes": flash_total, "ram_bytes": ram_total,
+              "weights_bytes": flash, "peak_activation_bytes": peak, "scratch_bytes": scratch}
+    budgets = {"flash_bytes": profile.flash_bytes, "ram_bytes": profile.ram_bytes,
+               "macs": profile.max_macs_per_inference}
+    if profile.flash_bytes is not None and flash_total > profile.flash_bytes:
+        violations.append(f"flash: estimated {flash_total:,} bytes (weights at {profile.weight_bits} bit + 32-bit "
+                          f"biases{' + runtime' if profile.flash_overhead_bytes else ''}) exceed the "
+                          f"{profile.flash_bytes:,} byte budget → pick a smaller model")
+    if profile.ram_bytes is not None and ram_total > profile.ram_bytes:
+        violations.append(f"RAM: estimated {ram_total:,} bytes (peak activations {peak:,} at {peak_at} + scratch "
+                          f"{scratch:,}) exceed the {profile.ram_bytes:,} byte budget → shorten the input or "
+                          f"stride earlier")
+    if profile.max_macs_per_inference is not None and spec.macs > profile.max_macs_per_inference:
+        violations.append(f"MACs: {spec.macs:,} per inference exceed the budget of "
+                          f"{profile.max_macs_per_inference:,} → pick a smaller model")
+    cpu = [lc.layer for lc in layers if lc.placement == "CPU"]
+    if cpu and profile.kind in ("npu_mcu", "npu"):
+        notes.append(f"{len(cpu)} layer(s) run on the CPU: {', '.join(cpu)}")
+    return DeviceReport(profile.name, profile.kind, spec.name or "model", layers, totals, budgets, violations, notes)
+
+
+def check_tflite_ops(ops: list[str], profile: DeviceProfile | str) -> list[str]:
+    """Violations for TFLite builtin ops (of a converted file) that the target's runtime does not register."""
+    profile = get_device(profile)
+    if profile.tflite_ops is None:
+        return []
+    allowed = set(profile.tflite_ops)
+    missing = sorted(set(ops) - allowed)
+    return [f"TFLite op {op} is not registered by the {profile.name} runtime (TFLM)" for op in missing]
