@@ -15,14 +15,18 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 def _user_errors() -> tuple[type[BaseException], ...]:
     """Errors caused by input: printed as one line with exit code 2, never as a traceback."""
+    from modelmaker.compilation import DeviceCheckError, ModelFileError
     from modelmaker.config import ConfigError
     from modelmaker.run_folder import RunFolderError
     from tinyverse.data import DatasetError
+    from tinyverse.devices import ProfileError
     from tinyverse.export import ExportError
+    from tinyverse.extensions import ExtensionError
     from tinyverse.layers import SpecError
     from tinyverse.registry import RegistryError
 
-    return (ConfigError, RunFolderError, DatasetError, SpecError, RegistryError, ExportError)
+    return (ConfigError, RunFolderError, DatasetError, SpecError, RegistryError, ExportError, ExtensionError,
+            DeviceCheckError, ModelFileError, ProfileError)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from modelmaker.ai_modules import AI_MODULES
+from modelmaker.report import write_report
 from modelmaker.run_folder import (create_run_folder, expand_run_name, open_run_folder_for_resume, write_json)
 
 log = logging.getLogger("modelmaker")
@@ -26,29 +27,49 @@ def _detach(handler: logging.Handler) -> None:
     handler.close()
 
 
-def run(config_path: str | Path, resume: str | Path | None = None, overrides: dict | None = None) -> dict[str, Any]:
-    """Run a config end to end; returns the summary also written to ``summary.json``."""
-    from modelmaker.config import dump_resolved, load_config
+def load_run_config(config_path: str | Path, overrides: dict | None = None, *, strict_extensions: bool = False):
+    """Load extensions (entry points, ``~/.tinyverse/extensions``, ``TINYVERSE_EXTENSIONS``, then the config's
+    ``extensions:`` list) and validate the config, whose names may come from them."""
+    from modelmaker.config import load_config
+    from tinyverse import extensions
 
-    cfg = load_config(config_path, overrides=overrides)
+    extensions.load_defaults(strict=strict_extensions)
+    return load_config(config_path, overrides=overrides,
+                       extension_loader=lambda paths: extensions.load_extensions(paths, strict=strict_extensions))
+
+
+def run(config_path: str | Path, resume: str | Path | None = None, overrides: dict | None = None,
+        strict_extensions: bool = False) -> dict[str, Any]:
+    """Run a config end to end; returns the summary also written to ``summary.json``.
+
+    ``strict_extensions``: an extension that fails to import stops the run (one-line ExtensionError) instead of
+    being reported and skipped."""
+    from modelmaker.config import dump_resolved
+
+    cfg = load_run_config(config_path, overrides, strict_extensions=strict_extensions)
     module = AI_MODULES.get(cfg.common.modality)()
     started = time.time()
     # Data errors (missing folder, bad files) surface before a run folder exists.
     data = module.load_data(cfg) if cfg.dataset.enable else None
+    # So do model errors and device checks (compilation.strict): a model that cannot fit fails in seconds.
+    prepared = module.prepare(cfg, data) if hasattr(module, "prepare") else None
     if resume:
         run_dir = open_run_folder_for_resume(resume)
     else:
-        name = expand_run_name(cfg.common.run_name, model_name=cfg.training.model_name or "model",
+        name = expand_run_name(cfg.common.run_name,
+                               model_name=cfg.training.model_name or getattr(prepared, "model_name", None) or "model",
                                dataset=getattr(data, "name", "") or cfg.dataset.name, task_type=cfg.common.task_type)
         run_dir = create_run_folder(cfg.common.projects_path, name)
     handler = _attach_log_file(run_dir)
     try:
         (run_dir / ("config_resumed.yaml" if resume else "config.yaml")).write_text(dump_resolved(cfg))
         log.info("run folder %s", run_dir)
-        summary = module.run(cfg, run_dir, resume=bool(resume), data=data)
+        summary = module.run(cfg, run_dir, resume=bool(resume), data=data,
+                             **({"prepared": prepared} if prepared is not None else {}))
         summary = {"run_dir": str(run_dir), "config": str(config_path), **summary,
                    "wall_time_s": round(time.time() - started, 1)}
         write_json(run_dir / "summary.json", summary)
+        write_report(run_dir, summary, getattr(module, "report_blocks", None))
         log.info("done in %.1f s: %s", summary["wall_time_s"], run_dir / "summary.json")
         return summary
     finally:

@@ -49,8 +49,9 @@ def registration_source(source: str) -> Iterator[None]:
 
 def _source_of(obj: Any) -> tuple[str, str, str]:
     module = getattr(obj, "__module__", None) or type(obj).__module__
+    origin = getattr(obj, "__tinyverse_origin__", obj)  # adapters (e.g. config-dict constructors) point at the original
     try:
-        location = f"{inspect.getsourcefile(obj)}:{inspect.getsourcelines(obj)[1]}"
+        location = f"{inspect.getsourcefile(origin)}:{inspect.getsourcelines(origin)[1]}"
     except (TypeError, OSError):
         location = module
     explicit = _CURRENT_SOURCE.get()
@@ -117,8 +118,12 @@ class Registry:
         if self._builtins_loaded:
             return
         self._builtins_loaded = True  # set first: builtin modules register into this very registry
-        for module in self._builtin_modules:
-            importlib.import_module(module)
+        token = _CURRENT_SOURCE.set(None)  # built-ins first imported while an extension loads stay built-ins
+        try:
+            for module in self._builtin_modules:
+                importlib.import_module(module)
+        finally:
+            _CURRENT_SOURCE.reset(token)
 
     def get(self, name: str) -> Any:
         return self.entry(name).obj
@@ -178,10 +183,10 @@ class Registry:
 
 # The registries of tinyverse. modelmaker adds AI_MODULES in its own package.
 LAYERS = Registry("layer", builtins=["tinyverse.layers"])
-MODEL_REGISTRY = Registry("model", builtins=["tinyverse.models.zoo"])
-DATASETS = Registry("dataset", builtins=["tinyverse.data"])
+MODEL_REGISTRY = Registry("model", builtins=["tinyverse.models.zoo", "tinyverse.audio.models"])
+DATASETS = Registry("dataset", builtins=["tinyverse.data", "tinyverse.audio.dataset"])
 TRANSFORMS = Registry("transform", builtins=["tinyverse.transforms"])
-TASKS = Registry("task", builtins=["tinyverse.training.tasks"])
+TASKS = Registry("task", builtins=["tinyverse.training.tasks", "tinyverse.audio.training"])
 TRAINERS = TASKS  # the design map's second name for training recipes; one registry, not two
 DEVICES = Registry("device", builtins=["tinyverse.devices"])
 EXPORTERS = Registry("exporter", builtins=["tinyverse.export"])

@@ -3,8 +3,13 @@
 An AI module is a class with ``name``, ``tasks`` (TASKS names it runs) and ``run(cfg, run_dir, resume)``.
 Built-ins register through the same API an extension uses.
 """
+from tinyverse import extensions as _extensions
 from tinyverse.registry import Registry
 
-AI_MODULES = Registry("ai_module", builtins=["modelmaker.ai_modules.timeseries"])
+AI_MODULES = Registry("ai_module", builtins=["modelmaker.ai_modules.timeseries", "modelmaker.ai_modules.audio"])
+
+# Extensions may add modalities (a .py file or the `modelmaker.ai_modules` entry-point group): an AI module
+# registered by an extension needs ``load_data(cfg)`` and ``run(cfg, run_dir, resume, data)``.
+_extensions.bind_group("modelmaker.ai_modules", AI_MODULES, label="ai_modules")
 
 __all__ = ["AI_MODULES"]

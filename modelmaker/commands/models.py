@@ -13,7 +13,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--exclude", help="wildcard to leave out")
     p.add_argument("--input-shape", type=parse_shape, help="channels,length (default: each model's default)")
     p.add_argument("--num-classes", type=int)
-    p.add_argument("--device", help="also check each model against this device profile (name or YAML)")
+    p.add_argument("--device", help="also check each model against this device profile (name or YAML): est. flash/RAM "
+                   "and whether it fits")
+    p.add_argument("--fits-only", action="store_true", help="with --device: list only the models that fit")
     p.set_defaults(func=main)
 
 
@@ -34,19 +36,31 @@ def main(args: argparse.Namespace) -> int:
         try:
             model = create_model(name, **kwargs)
         except Exception as err:  # a model that cannot take this input shape is listed, not fatal
-            rows.append([name, entry.metadata.get("task", "-"), "-", "-", "-", f"error: {err}", entry.source])
+            if not args.fits_only:
+                rows.append([name, entry.metadata.get("task", "-"), "-", "-", *(["-", "-"] if args.device else []),
+                             "-", f"error: {err}", entry.source])
             continue
         spec = getattr(model, "spec", None)
         params = sum(p.numel() for p in model.parameters())
         fit = "-"
-        if args.device and spec is not None:
-            from tinyverse.devices import check_spec
+        est = []
+        if args.device:
+            est = ["-", "-"]
+            if spec is not None:
+                from tinyverse.devices import check_spec
 
-            report = check_spec(spec, args.device)
-            fit = "fits" if report.fits else f"no: {report.violations[0]}"
+                # the same estimate as tinyverse.compile.fitting_models: int8 weights + runtime, peak activations
+                report = check_spec(spec, args.device)
+                fit = "fits" if report.fits else f"no: {report.violations[0]}"
+                est = [f"{report.totals['flash_bytes']:,}", f"{report.totals['ram_bytes']:,}"]
+                if args.fits_only and not report.fits:
+                    continue
+            elif args.fits_only:
+                continue
         rows.append([name, entry.metadata.get("task", "-"), f"{params:,}",
-                     f"{spec.macs:,}" if spec is not None else "-", fit, "", entry.source])
-    header = ["model", "task", "params", "MACs", f"fits {args.device}" if args.device else "device", "note", "source"]
+                     f"{spec.macs:,}" if spec is not None else "-", *est, fit, "", entry.source])
+    header = ["model", "task", "params", "MACs", *(["est. flash (B)", "est. RAM (B)"] if args.device else []),
+              f"fits {args.device}" if args.device else "device", "note", "source"]
     print_table(header, rows)
     shape = "x".join(map(str, args.input_shape)) if args.input_shape else "each model's default"
     print(f"\n{len(rows)} models; MACs per inference for input {shape}")

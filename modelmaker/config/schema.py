@@ -27,8 +27,6 @@ from tinyverse.registry import DATASETS, DEVICES, EXPORTERS, MODEL_REGISTRY, TAS
 from .errors import ConfigError
 from .yaml_io import read_yaml
 
-# Until modelmaker grows its AI_MODULES registry, the modalities are a fixed set.
-MODALITIES = ("timeseries", "audio")
 RUN_NAME_FIELDS = ("date", "time", "model_name", "dataset")
 # Lightning 2.x precision values; the legacy spellings are normalised so a dump round-trips.
 PRECISIONS = ("transformer-engine", "transformer-engine-float16", "16-true", "16-mixed", "bf16-true",
@@ -186,7 +184,7 @@ class FlatParamsModel(BaseModel):
 # -- sections -----------------------------------------------------------------------------------------------
 class CommonSection(StrictModel):
     task_type: str = "classification"
-    modality: Literal["timeseries", "audio"] = "timeseries"
+    modality: str = "timeseries"  # an AI_MODULES name (built-in or registered by an extension)
     target_device: str | None = None
     run_name: str = "{date}-{time}_{model_name}"
     projects_path: str = "./projects"
@@ -199,11 +197,33 @@ class CommonSection(StrictModel):
         registered(TASKS, v, "")
         return v
 
+    @field_validator("modality")
+    @classmethod
+    def _modality(cls, v: str) -> str:
+        from modelmaker.ai_modules import AI_MODULES
+
+        registered(AI_MODULES, v, "")
+        return v
+
     @field_validator("target_device")
     @classmethod
-    def _device(cls, v: str | None) -> str | None:
-        if v is not None:
-            registered(DEVICES, v, "")
+    def _device(cls, v: str | None, info: ValidationInfo) -> str | None:
+        if v is None:
+            return v
+        if v.endswith((".yaml", ".yml")):  # a user's profile file (misc/devices/*.yaml style)
+            from tinyverse.devices import ProfileError, load_device_profile
+
+            path = resolve_path(v, base_dir_of(info))
+            if path is None or not path.is_file():
+                raise config_error(not_found(v, base_dir_of(info), "device profile"), "",
+                                   "give a path relative to the config file or the current directory, "
+                                   "or a registered name")
+            try:
+                load_device_profile(path)
+            except ProfileError as exc:
+                raise config_error(str(exc), "") from None
+            return str(path)
+        registered(DEVICES, v, "")
         return v
 
     @field_validator("run_name")
@@ -269,6 +289,14 @@ class FeatureExtractionSection(StrictModel):
         return v
 
 
+class AugmentationSection(StrictModel):
+    """Training-batch augmentation (see tinyverse.training.augment.BatchAugment)."""
+
+    time_shift: float = Field(0.0, ge=0, lt=1)
+    scale: float = Field(0.0, ge=0, lt=1)
+    noise: float = Field(0.0, ge=0, lt=1)
+
+
 class TrainingSection(StrictModel):
     enable: bool = True
     model_name: str | None = None
@@ -281,8 +309,9 @@ class TrainingSection(StrictModel):
     learning_rate: float = Field(1e-3, gt=0)
     weight_decay: float = Field(0.0, ge=0)
     optimizer: Literal["adam", "adamw", "sgd"] = "adam"
-    lr_scheduler: Literal["cosine", "onecycle", "none"] = "cosine"
+    lr_scheduler: Literal["cosine", "onecycle", "exponential", "none"] = "cosine"
     label_smoothing: float = Field(0.0, ge=0, lt=1)
+    augmentation: AugmentationSection = Field(default_factory=AugmentationSection)
     early_stopping_patience: int | None = Field(30, ge=0)
     monitor: str | None = None
     accelerator: str = "auto"

@@ -5,6 +5,7 @@ Importing this module registers the built-in datasets in ``DATASETS`` ("ucr", "f
 from ..registry import DATASETS
 from .folder import ClassFolderDataset
 from .normalize import ChannelNormalizer
+from .registered import defined_in, load_registered
 from .splits import DatasetError, TimeSeriesData, label_sort_key, sort_labels, stratified_split
 from .ucr import UCRDataset
 
@@ -15,7 +16,9 @@ __all__ = [
     "DatasetError",
     "TimeSeriesData",
     "UCRDataset",
+    "defined_in",
     "label_sort_key",
+    "load_registered",
     "sort_labels",
     "stratified_split",
 ]

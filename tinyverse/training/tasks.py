@@ -6,6 +6,7 @@ state dicts plus primitives and load with ``torch.load(weights_only=True)``.
 """
 from __future__ import annotations
 
+import inspect
 import math
 from typing import Any, Callable, Literal
 
@@ -15,6 +16,7 @@ import torch.nn.functional as F
 from torch import nn
 from torchmetrics.classification import MulticlassAccuracy
 
+from tinyverse.training.augment import BatchAugment
 from tinyverse.registry import DATASETS, MODEL_REGISTRY, TASKS
 
 OptimizerName = Literal["adam", "adamw", "sgd"]
@@ -75,13 +77,65 @@ class TaskModule(L.LightningModule):
         self.log("lr", float(optimizer.param_groups[0]["lr"]), on_step=False, on_epoch=True, sync_dist=False)
 
     # -- seed compatibility (NAM): names forward to the one registry of each kind ------------------------
+    # As in NAM, the constructor may take the whole `config` mapping (``constructor(config)``); such a constructor
+    # is adapted to the keyword-argument call every registry entry gets (model_args / dataset section as kwargs).
     @classmethod
     def register_net_initializer(cls, name: str, constructor: Callable[..., nn.Module], **kwargs: Any) -> None:
-        MODEL_REGISTRY.register(name, constructor, **kwargs)
+        MODEL_REGISTRY.register(name, config_dict_adapter(constructor), **kwargs)
 
     @classmethod
     def register_dataset_initializer(cls, name: str, constructor: Callable[..., Any], **kwargs: Any) -> None:
-        DATASETS.register(name, constructor, **kwargs)
+        DATASETS.register(name, config_dict_adapter(constructor), **kwargs)
+
+
+_CONFIG_PARAM_NAMES = ("config", "cfg", "conf")
+
+
+def takes_config_dict(constructor: Callable[..., Any]) -> bool:
+    """True for NAM-style constructors: exactly one parameter, positional, named config/cfg/conf."""
+    try:
+        params = list(inspect.signature(constructor).parameters.values())
+    except (TypeError, ValueError):
+        return False
+    return (len(params) == 1 and params[0].name in _CONFIG_PARAM_NAMES
+            and params[0].kind in (params[0].POSITIONAL_ONLY, params[0].POSITIONAL_OR_KEYWORD))
+
+
+def config_dict_adapter(constructor: Callable[..., Any]) -> Callable[..., Any]:
+    """Wrap ``constructor(config)`` as ``f(**config)``; other constructors are returned unchanged."""
+    if not takes_config_dict(constructor):
+        return constructor
+
+    def from_config(**config: Any) -> Any:
+        return constructor(dict(config))
+
+    from_config.__name__ = getattr(constructor, "__name__", "from_config")
+    from_config.__qualname__ = getattr(constructor, "__qualname__", from_config.__name__)
+    from_config.__module__ = getattr(constructor, "__module__", __name__)
+    from_config.__doc__ = getattr(constructor, "__doc__", None)
+    from_config.__tinyverse_origin__ = constructor  # type: ignore[attr-defined]  # registry location/source
+    return from_config
+
+
+def build_task(name: str, model: nn.Module, **kwargs: Any) -> L.LightningModule:
+    """``TASKS[name](model=model, **kwargs)``, passing only the keyword arguments the task accepts (a registered
+    task need not take every option of the built-in ones). A task must build a LightningModule (e.g. a subclass
+    of :class:`TaskModule` with its own loss in ``training_step``)."""
+    cls = TASKS.get(name)
+    try:
+        params = inspect.signature(cls).parameters
+    except (TypeError, ValueError):
+        params = {}
+    if not any(p.kind is p.VAR_KEYWORD for p in params.values()):
+        kwargs = {k: v for k, v in kwargs.items() if k in params}
+    task = cls(model=model, **kwargs)
+    if not isinstance(task, L.LightningModule):
+        from tinyverse.data.registered import defined_in
+        from tinyverse.extensions import ExtensionError
+
+        raise ExtensionError(f"{defined_in(cls)}: task '{name}' built a {type(task).__name__}, not a "
+                             f"LightningModule; subclass tinyverse.training.TaskModule (see docs/extending.md)")
+    return task
 
 
 def infer_num_classes(model: nn.Module) -> int:
@@ -106,7 +160,7 @@ class ClassificationTask(TaskModule):
     def __init__(self, model: nn.Module, num_classes: int | None = None, *, optimizer: OptimizerName = "adam",
                  learning_rate: float = 1e-3, weight_decay: float = 0.0, momentum: float = 0.9,
                  lr_scheduler: SchedulerName = "cosine", epochs: int = 100, label_smoothing: float = 0.0,
-                 class_weights: list[float] | None = None) -> None:
+                 class_weights: list[float] | None = None, augmentation: dict[str, float] | None = None) -> None:
         super().__init__(model, optimizer=optimizer, learning_rate=learning_rate, weight_decay=weight_decay,
                          momentum=momentum, lr_scheduler=lr_scheduler, epochs=epochs)
         if num_classes is None:
@@ -118,6 +172,7 @@ class ClassificationTask(TaskModule):
         # A buffer moves with the module across devices; persistent=False keeps it out of the state dict.
         weights = torch.tensor(class_weights, dtype=torch.float32) if class_weights is not None else None
         self.register_buffer("class_weights", weights, persistent=False)
+        self.augment = BatchAugment(**(augmentation or {}))
         # One metric object per stage: torchmetrics keeps state, and sharing it would mix stages.
         self.train_acc = MulticlassAccuracy(num_classes=num_classes, average="micro")
         self.val_acc = MulticlassAccuracy(num_classes=num_classes, average="micro")
@@ -138,6 +193,8 @@ class ClassificationTask(TaskModule):
         return loss
 
     def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:
+        if self.augment.active:
+            batch = (self.augment(batch[0]), batch[1])
         return self._step(batch, "train")
 
     def validation_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:

@@ -25,9 +25,28 @@ class TimeSeriesModule:
     tasks = TASK_TYPES
 
     def load_data(self, cfg):
-        from tinyverse.registry import DATASETS
+        from tinyverse.data import load_registered
+        from tinyverse.data.splits import TimeSeriesData
 
-        return DATASETS.get(cfg.dataset.name)(**cfg.dataset.params).load()
+        data = load_registered(cfg.dataset.name, cfg.dataset.params, TimeSeriesData, "the timeseries modality")
+        return self.apply_feature_extraction(cfg, data)
+
+    def apply_feature_extraction(self, cfg, data):
+        """``feature_extraction.transforms`` (TRANSFORMS entries) in order, fitted on train, applied to every split."""
+        fe = cfg.feature_extraction
+        if not fe.enable or not fe.transforms:
+            return data
+        import dataclasses
+
+        from tinyverse.transforms import apply_transforms
+
+        specs = [(t.name, t.params) for t in fe.transforms]
+        splits, _ = apply_transforms(specs, {s: getattr(data, f"X_{s}") for s in ("train", "val", "test")})
+        info = {**data.info, "feature_extraction": [name for name, _ in specs]}
+        log.info("feature extraction %s: input %s -> %s", " -> ".join(n for n, _ in specs),
+                 "x".join(map(str, data.input_shape)), "x".join(map(str, splits["train"].shape[1:])))
+        return dataclasses.replace(data, X_train=splits["train"], X_val=splits["val"], X_test=splits["test"],
+                                   info=info)
 
     def build_model(self, cfg, data):
         from tinyverse.models import create_model, model_arguments
@@ -41,12 +60,18 @@ class TimeSeriesModule:
             args.setdefault("num_classes", data.num_classes)
         return create_model(cfg.training.model_name, **args), args
 
-    def run(self, cfg, run_dir: Path, resume: bool = False, data=None) -> dict[str, Any]:
+    def prepare(self, cfg, data):
+        """The model (built, or loaded from compilation.model_path) and its device check, before the run folder."""
+        from modelmaker.ai_modules.timeseries.compilation import prepare
+
+        return prepare(self, cfg, data)
+
+    def run(self, cfg, run_dir: Path, resume: bool = False, data=None, prepared=None) -> dict[str, Any]:
         import torch
 
         from tinyverse.export import export_onnx, run_onnx, torch_outputs
-        from tinyverse.registry import TASKS
         from tinyverse.training import TrainConfig, fit, load_task_weights
+        from tinyverse.training.tasks import build_task
         from tinyverse.training.plots import plot_confusion_matrix, plot_loss_curves
 
         task_type = cfg.common.task_type
@@ -55,27 +80,41 @@ class TimeSeriesModule:
         log.info("dataset %s: train %d / val %d / test %d, input %s, %d classes", data.name, len(data.y_train),
                  len(data.y_val), len(data.y_test), "x".join(map(str, data.input_shape)), data.num_classes)
 
-        model, model_args = self.build_model(cfg, data)
+        from modelmaker.ai_modules.timeseries import compilation as comp_stage
+
+        prepared = prepared if prepared is not None else self.prepare(cfg, data)
+        comp_stage.write_device_check(run_dir, prepared.device_report)
+        if prepared.source == "onnx":  # compile-only from an .onnx file: nothing to train or test in PyTorch
+            return comp_stage.run_onnx_file(self, cfg, run_dir, data, prepared)
+        model, model_args = prepared.model, prepared.model_args
         summary: dict[str, Any] = {
             "modality": self.name, "task_type": task_type, "dataset": data.summary(),
-            "model": {"name": cfg.training.model_name, "args": model_args,
+            "model": {"name": cfg.training.model_name or prepared.model_name, "args": model_args,
                       "params": sum(p.numel() for p in model.parameters())},
         }
+        if prepared.model_path:
+            summary["model"]["source"] = prepared.model_path
         spec = getattr(model, "spec", None)
         if spec is not None:
             (run_dir / "model_summary.txt").write_text(spec.summary() + "\n")
             spec.to_yaml(run_dir / "model_spec.yaml")
             summary["model"]["macs"] = spec.macs
             log.info("\n%s", spec.summary())
+        else:  # a plain nn.Module (e.g. from an extension): nothing to read layer by layer before training
+            log.info("model %s has no spec (plain nn.Module): spec summary and spec-level device checks skipped",
+                     cfg.training.model_name)
+        if getattr(model, "receptive_field", None) is not None:
+            summary["model"]["receptive_field"] = int(model.receptive_field)
 
         X = {s: as_nchw(getattr(data, f"X_{s}")) for s in ("train", "val", "test")}
         y = {s: getattr(data, f"y_{s}") for s in ("train", "val", "test")}
         t = cfg.training
         monitor, mode = (t.monitor, "max" if t.monitor and t.monitor.endswith(("acc", "f1")) else "min") \
-            if t.monitor else DEFAULT_MONITOR[task_type]
-        task = TASKS.get(task_type)(model=model, optimizer=t.optimizer, learning_rate=t.learning_rate,
-                                    weight_decay=t.weight_decay, lr_scheduler=t.lr_scheduler, epochs=t.epochs,
-                                    label_smoothing=t.label_smoothing, num_classes=data.num_classes)
+            if t.monitor else DEFAULT_MONITOR.get(task_type, ("val_loss", "min"))  # registered tasks: val_loss
+        task = build_task(task_type, model, optimizer=t.optimizer, learning_rate=t.learning_rate,
+                          weight_decay=t.weight_decay, lr_scheduler=t.lr_scheduler, epochs=t.epochs,
+                          label_smoothing=t.label_smoothing, num_classes=data.num_classes,
+                                    augmentation=t.augmentation.model_dump())
         train_cfg = TrainConfig(
             epochs=t.epochs, batch_size=t.batch_size, seed=cfg.common.seed, accelerator=t.accelerator,
             devices=t.devices, num_nodes=t.num_nodes, strategy=t.strategy, precision=t.precision,
@@ -109,4 +148,9 @@ class TimeSeriesModule:
                                "argmax_agreement": float((onnx_logits.argmax(1) == pred).mean()),
                                "parity": bool(diff < 1e-4 and onnx_acc == acc)}
             log.info("ONNX parity on the test split: max |diff| %.2e, accuracy %.2f%%", diff, 100 * onnx_acc)
+        comp_stage.report_blocks(self, spec, prepared.device_report)
+        if prepared.device_report is not None:
+            summary["device"] = prepared.device_report.to_dict()
+        if cfg.compilation.enable:  # quantize (PTQ or QAT), export, verify every artifact, check the device
+            model = comp_stage.compile_stage(self, cfg, run_dir, model, X, y, summary)
         return summary

@@ -1,0 +1,17 @@
+"""Human-readable help for the audio tasks and parameters, shown by the CLI."""
+TASK_DESCRIPTIONS = {
+    "amp_modelling": "Model an amp or pedal from a reamp capture (dry input → recorded output); metric: "
+                     "validation ESR (< 0.01 great, < 0.035 not bad, < 0.1 might sound ok). Exports a .nam file.",
+}
+PARAM_DESCRIPTIONS = {
+    "dataset.input_path": "the dry signal sent to the gear (WAV, mono, 44.1/48 kHz); leave out both paths to use "
+                          "the generated capture",
+    "dataset.output_path": "the recording of the gear, same rate and length as the input",
+    "dataset.latency": "'auto' (from the blips of the standard input) or the interface delay in samples",
+    "dataset.generated_seconds": "length of the generated capture (40 s trains in minutes on a laptop CPU)",
+    "dataset.ny": "output samples per training window (NAM: 8192)",
+    "dataset.metadata": ".nam metadata: name, modeled_by, gear_make, gear_model, gear_type, tone_type, "
+                        "input_level_dbu, output_level_dbu",
+    "training.model_name": "NAM_WaveNet_nano/feather/lite/standard, NAM_LSTM_*, NAM_Linear, NAM_WaveNet (custom)",
+    "training.lr_scheduler": "'exponential' is NAM's schedule (gamma 0.993 per epoch)",
+}

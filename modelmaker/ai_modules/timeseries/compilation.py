@@ -1,0 +1,191 @@
+"""The compilation stage of the time-series runner: prepare (model + device check before the run folder),
+QAT, ``compile_model`` with calibration from the TRAIN split, compile-only from a model file, report blocks."""
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from modelmaker.compilation import (ModelFileError, Prepared, compile_onnx_file, load_model_file, precheck_device,
+                                    write_device_check)
+from modelmaker.run_folder import write_json
+
+log = logging.getLogger("modelmaker")
+
+# The metric the verification table reports per task (higher is better only for accuracy).
+COMPILE_METRIC = {"classification": "accuracy", "regression": "mse", "forecasting": "mse"}
+# Rows to read the deployed int8 metric from, best first.
+INT8_ROWS = ("TFLite int8 (TFLM)", "TFLite int8 (LiteRT)", "ONNX int8")
+
+
+def as_nchw(X: np.ndarray) -> np.ndarray:
+    from modelmaker.ai_modules.timeseries.runner import as_nchw as nchw  # the runner's layout, one definition
+
+    return nchw(X)
+
+
+def prepare(module, cfg, data) -> Prepared:
+    """Build (or load) the model and check it against ``common.target_device``; raises before a run folder."""
+    comp, t = cfg.compilation, cfg.training
+    if data is None:
+        raise ModelFileError(
+            "dataset.enable is false, but int8 calibration (and the verification table) need data: set "
+            "dataset.enable: true with the dataset the model was trained on (training.enable: false keeps the model "
+            "as it is); to check a zoo model against a device without data use `modelmaker check`")
+    if comp.model_path and t.enable:
+        raise ModelFileError("compilation.model_path compiles a model you already have: set training.enable: false "
+                             "(fine-tuning a loaded model is not supported)")
+    if comp.model_path:
+        prep = load_model_file(cfg, lambda: module.build_model(cfg, data))
+        if prep.spec is not None:
+            want = tuple(as_nchw(data.X_test[:1]).shape[1:])
+            have = tuple(next(iter(prep.spec.inputs.values())))
+            if have != want:
+                raise ModelFileError(f"compilation.model_path: the model takes input {'x'.join(map(str, have))}, "
+                                     f"the dataset gives {'x'.join(map(str, want))}")
+    else:
+        model, args = module.build_model(cfg, data)
+        prep = Prepared(model=model, model_args=args, model_name=t.model_name)
+    prep.device_report = precheck_device(prep.spec, cfg.common.target_device, comp.strict,
+                                         prep.model_name or "model")
+    return prep
+
+
+def _metric_and_targets(cfg, y_test: np.ndarray) -> tuple[str, np.ndarray | None]:
+    metric = COMPILE_METRIC.get(cfg.common.task_type)
+    return (metric, y_test) if metric else ("mse", None)  # other tasks: output differences only
+
+
+def _calibration(X_train: np.ndarray, n: int, seed: int) -> np.ndarray:
+    """``n`` samples of the training split (a seeded random subset; the split may be ordered by class)."""
+    if len(X_train) <= n:
+        return X_train
+    idx = np.sort(np.random.default_rng(seed).permutation(len(X_train))[:n])
+    return X_train[idx]
+
+
+def _int8_metric(rep) -> tuple[str | None, float | None]:
+    for name in INT8_ROWS:
+        row = next((r for r in rep.rows if r.artifact == name), None)
+        if row is not None and row.error is None and row.metric is not None:
+            return name, row.metric
+    return None, None
+
+
+def quantization_summary(mode: str, metric: str, float_metric, rep, qat_float=None) -> dict[str, Any]:
+    artifact, int8 = _int8_metric(rep)
+    out: dict[str, Any] = {"mode": mode, "metric": metric, "float_metric": float_metric, "int8_metric": int8,
+                           "int8_artifact": artifact, "drop_points": None}
+    if float_metric is not None and int8 is not None:
+        out["drop_points"] = round(100 * (float_metric - int8), 4) if metric == "accuracy" else None
+        out["delta"] = int8 - float_metric
+    if qat_float is not None:
+        out["qat_float_metric"] = qat_float
+    return out
+
+
+def compile_stage(module, cfg, run_dir: Path, model, X: dict, y: dict, summary: dict) -> Any:
+    """QAT (optional), then ``compile_model`` into the run folder; fills summary and the report blocks."""
+    from tinyverse.compile import DEFAULT_EXPORTERS, _metric, compile_model
+    from tinyverse.export import torch_outputs
+
+    comp, t = cfg.compilation, cfg.training
+    metric, test_y = _metric_and_targets(cfg, y["test"])
+    ref = torch_outputs(model, X["test"], batch_size=cfg.testing.batch_size)
+    float_metric = _metric(ref, test_y, metric)
+    qat_float = None
+    if t.quantization == "qat" and t.qat_epochs > 0:
+        from tinyverse.quantization import qat_finetune
+
+        log.info("QAT: %d epoch(s) of int8 fake-quant fine-tuning from the trained float model", t.qat_epochs)
+        has_val = len(y["val"]) > 0
+        qat_finetune(model, (X["train"], y["train"]), (X["val"], y["val"]) if has_val else None,
+                     epochs=t.qat_epochs, lr=t.learning_rate * 0.1, batch_size=t.batch_size, seed=cfg.common.seed)
+        import torch
+
+        torch.save(model.state_dict(), run_dir / "model_qat.pt")
+        ref = torch_outputs(model, X["test"], batch_size=cfg.testing.batch_size)
+        qat_float = _metric(ref, test_y, metric)
+    calib = _calibration(X["train"], comp.calibration_samples, cfg.common.seed)
+    exporters = list(comp.exporters) if comp.exporters is not None else list(DEFAULT_EXPORTERS)
+    log.info("compiling: %s, calibration on %d training samples, device %s", ", ".join(exporters), len(calib),
+             cfg.common.target_device or "-")
+    rep = compile_model(model, getattr(model, "spec", None), run_dir, calib, X["test"], test_y, metric=metric,
+                        device=cfg.common.target_device, exporters=exporters, golden_vectors=comp.golden_vectors,
+                        reference_outputs=ref)
+    finish(module, cfg, run_dir, rep, summary, quantization_summary(
+        "qat" if qat_float is not None else "ptq", metric, float_metric, rep, qat_float), len(calib))
+    return model
+
+
+def finish(module, cfg, run_dir: Path, rep, summary: dict, quant: dict | None, calib_samples: int) -> None:
+    """compile_report.json, summary sections, log lines and report blocks of a compile step."""
+    data = rep.to_dict()
+    data.pop("device", None)  # it is summary["device"]
+    data["calibration"] = {"split": "train", "samples": calib_samples,
+                           "requested": cfg.compilation.calibration_samples}
+    write_json(run_dir / "compile_report.json", rep.to_dict())
+    summary["compilation"] = data
+    if quant is not None:
+        summary["quantization"] = quant
+    if rep.device is not None:
+        summary["device"] = rep.device.to_dict()
+        write_device_check(run_dir, rep.device, "device_report")
+    for r in rep.rows:
+        if r.error:
+            log.warning("%-22s failed: %s", r.artifact, r.error)
+        else:
+            log.info("%-22s %s %s | max |diff| %s%s", r.artifact, rep.metric,
+                     "-" if r.metric is None else f"{r.metric:.4f}",
+                     "-" if r.max_abs_diff is None else f"{r.max_abs_diff:.3g}",
+                     f" | arena {r.arena_bytes:,} B" if r.arena_bytes else "")
+    if quant and quant.get("int8_metric") is not None and quant.get("float_metric") is not None:
+        log.info("float %s %.4f → int8 (%s) %.4f", quant["metric"], quant["float_metric"], quant["int8_artifact"],
+                 quant["int8_metric"])
+    if rep.device is not None:
+        if rep.device.fits:
+            log.info("device: fits %s", rep.device.device)
+        else:
+            log.warning("device: does NOT fit %s:\n  - %s", rep.device.device, "\n  - ".join(rep.device.violations))
+    blocks = getattr(module, "report_blocks", None) or {}
+    md = rep.to_markdown().replace("## Compilation\n\n", "", 1)
+    if rep.device is not None:  # CompileReport.to_markdown() ends with the device table: its own section here
+        dev_md = rep.device.to_markdown()
+        md = md.replace(dev_md, "").rstrip()
+        blocks["Device"] = dev_md
+    blocks["Verification"] = md
+    module.report_blocks = blocks
+
+
+def report_blocks(module, spec, device_report) -> None:
+    """Blocks known before compilation: the spec summary and the pre-training device check."""
+    blocks: dict[str, str] = {}
+    if spec is not None:
+        blocks["Model summary"] = "```\n" + spec.summary() + "\n```"
+    if device_report is not None:
+        blocks["Device"] = device_report.to_markdown()
+    module.report_blocks = blocks
+
+
+def run_onnx_file(module, cfg, run_dir: Path, data, prep: Prepared) -> dict[str, Any]:
+    """Compile-only for an ``.onnx`` file: int8 QDQ, verification on the test split, spec-free device checks."""
+    from tinyverse.compile import DEFAULT_EXPORTERS
+
+    X = {s: as_nchw(getattr(data, f"X_{s}")) for s in ("train", "test")}
+    metric, test_y = _metric_and_targets(cfg, data.y_test)
+    comp = cfg.compilation
+    summary: dict[str, Any] = {"modality": module.name, "task_type": cfg.common.task_type,
+                               "dataset": data.summary(),
+                               "model": {"name": prep.model_name, "source": f"onnx file {prep.model_path}"}}
+    module.report_blocks = {"Notes": "\n".join(f"- {n}" for n in prep.notes)}
+    if not comp.enable:
+        return summary
+    calib = _calibration(X["train"], comp.calibration_samples, cfg.common.seed)
+    rep = compile_onnx_file(prep.model_path, run_dir, calib, X["test"], test_y, metric, cfg.common.target_device,
+                            list(comp.exporters) if comp.exporters is not None else list(DEFAULT_EXPORTERS))
+    float_metric = rep.rows[0].metric
+    finish(module, cfg, run_dir, rep, summary, quantization_summary("ptq", metric, float_metric, rep), len(calib))
+    module.report_blocks["Skipped"] = "\n".join(f"- {k}: {v}" for k, v in rep.info.get("skipped", {}).items())
+    return summary

@@ -1,0 +1,211 @@
+"""Pipeline side of the compilation stage, common to every modality.
+
+- ``precheck_device``: the spec against ``common.target_device`` before training (strict → ``DeviceCheckError``,
+  raised before the run folder exists; otherwise warnings);
+- ``write_device_check``: ``device_check.md`` / ``.json`` in the run folder;
+- ``load_model_file``: compile-only mode, a model someone already has (``compilation.model_path``): a Lightning
+  checkpoint or state dict of ours (rebuilt from the ``model_spec.yaml`` next to it, or from
+  ``training.model_name`` + ``model_args``), or an ``.onnx`` file;
+- ``compile_onnx_file``: what can be done with a bare ONNX file (int8 QDQ, run both on the test split, the device
+  checks that need no spec), reporting what is skipped and why.
+"""
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from modelmaker.run_folder import write_json
+
+log = logging.getLogger("modelmaker")
+
+CHECKPOINT_SUFFIXES = (".ckpt", ".pt", ".pth")
+
+
+class DeviceCheckError(RuntimeError):
+    """The model does not fit ``common.target_device`` and ``compilation.strict`` is true.
+
+    ``str()`` is a headline plus one line per violation (the CLI prints it as a user error, exit code 2).
+    """
+
+
+class ModelFileError(RuntimeError):
+    """``compilation.model_path`` cannot be loaded or does not match the data. ``str()`` is one line."""
+
+
+@dataclass
+class Prepared:
+    """What a modality builds before the run folder exists (so input errors cost seconds, not a folder)."""
+
+    model: Any = None  # torch nn.Module, or None for an ONNX file
+    model_args: dict[str, Any] = field(default_factory=dict)
+    model_name: str | None = None
+    source: str = "zoo"  # "zoo", "checkpoint" or "onnx"
+    model_path: str | None = None
+    device_report: Any = None  # tinyverse.devices.DeviceReport of the spec, before training
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def spec(self):
+        return getattr(self.model, "spec", None)
+
+
+def precheck_device(spec, device: str | None, strict: bool, model_name: str = "model"):
+    """``check_spec`` before training; a model that does not fit fails here when ``strict``.
+
+    Returns the DeviceReport (None without a device or a spec).
+    """
+    if device is None or spec is None:
+        return None
+    from tinyverse.devices import check_spec
+
+    report = check_spec(spec, device)
+    if report.fits:
+        log.info("device check: %s fits %s (flash ~%s B, RAM ~%s B, %s MACs)", model_name, report.device,
+                 f"{report.totals['flash_bytes']:,}", f"{report.totals['ram_bytes']:,}", f"{report.totals['macs']:,}")
+        return report
+    head = (f"{model_name} does not fit {report.device} ({len(report.violations)} violation"
+            f"{'s' if len(report.violations) != 1 else ''}; set compilation.strict: false to train anyway):")
+    if strict:
+        raise DeviceCheckError("\n".join([head] + [f"  - {v}" for v in report.violations]))
+    log.warning("device check: %s does not fit %s (compilation.strict: false, going on):", model_name, report.device)
+    for v in report.violations:
+        log.warning("  - %s", v)
+    return report
+
+
+def write_device_check(run_dir: Path, report, name: str = "device_check") -> None:
+    if report is None:
+        return
+    (run_dir / f"{name}.md").write_text(report.to_markdown() + "\n")
+    write_json(run_dir / f"{name}.json", report.to_dict())
+
+
+# -- compile-only: a model file someone already has ---------------------------------------------------------
+def _find_spec_file(path: Path) -> Path | None:
+    """``model_spec.yaml`` of the run a checkpoint belongs to (next to it, or one folder up)."""
+    for folder in (path.parent, path.parent.parent):
+        candidate = folder / "model_spec.yaml"
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def _state_dict(path: Path) -> dict[str, Any]:
+    import torch
+
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # pickled modules, corrupt files: weights_only refuses them
+        raise ModelFileError(f"compilation.model_path: cannot read {path} as weights "
+                             f"(torch.load weights_only=True): {str(err).splitlines()[0][:200]}") from None
+    state = obj.get("state_dict", obj) if isinstance(obj, dict) else None
+    if not isinstance(state, dict) or not all(hasattr(v, "shape") for v in state.values()):
+        raise ModelFileError(f"compilation.model_path: {path} holds no state dict (expected a Lightning checkpoint "
+                             f"or torch.save(model.state_dict()))")
+    if any(k.startswith("model.") for k in state):  # a Lightning task's keys
+        state = {k[len("model."):]: v for k, v in state.items() if k.startswith("model.")}
+    return state
+
+
+def load_model_file(cfg, build_from_config) -> Prepared:
+    """The model of ``compilation.model_path``.
+
+    ``build_from_config()`` builds ``training.model_name`` + ``model_args`` (used when no ``model_spec.yaml``
+    sits next to a checkpoint).
+    """
+    path = Path(cfg.compilation.model_path)
+    suffix = path.suffix.lower()
+    if suffix == ".onnx":
+        return Prepared(model=None, model_name=path.stem, source="onnx", model_path=str(path),
+                        notes=["ONNX file: no spec, so the per-layer device rules and the TFLite/C exports "
+                               "(built from the spec) are skipped; onnx and onnx_int8 are verified"])
+    if suffix not in CHECKPOINT_SUFFIXES:
+        raise ModelFileError(f"compilation.model_path: {path.name}: expected a .ckpt/.pt/.pth checkpoint or an "
+                             f".onnx file")
+    state = _state_dict(path)
+    spec_file = _find_spec_file(path)
+    if spec_file is not None:
+        from tinyverse.models import GenericModelWithSpec
+        from tinyverse.models.spec import ModelSpec
+
+        model = GenericModelWithSpec(ModelSpec.from_yaml(spec_file))
+        name, args, how = model.spec.name or path.stem, {}, f"spec {spec_file}"
+    elif cfg.training.model_name:
+        model, args = build_from_config()
+        name, how = cfg.training.model_name, f"training.model_name {cfg.training.model_name}"
+    else:
+        raise ModelFileError(f"compilation.model_path: no model_spec.yaml next to {path} (or one folder up); set "
+                             f"training.model_name (and model_args) to say which model the weights belong to")
+    try:
+        model.load_state_dict(state)
+    except RuntimeError as err:
+        first = str(err).splitlines()
+        raise ModelFileError(f"compilation.model_path: the weights of {path.name} do not fit the model built from "
+                             f"{how}: {' '.join(first[1:3]).strip()[:300] or first[0]}") from None
+    model.eval()
+    log.info("compile-only: %s rebuilt from %s, weights from %s", name, how, path)
+    return Prepared(model=model, model_args=args, model_name=name, source="checkpoint", model_path=str(path),
+                    notes=[f"model rebuilt from {how}; weights from {path}"])
+
+
+def compile_onnx_file(onnx_path: str | Path, out_dir: Path, calib_X: np.ndarray, test_X: np.ndarray,
+                      test_y: np.ndarray | None, metric: str, device: str | None, exporters: list[str] | None):
+    """Compile-only for a bare ONNX file: copy, int8 QDQ, both run on the test split, device budgets.
+
+    Returns a ``tinyverse.compile.CompileReport``. What needs a spec (TFLite twin, C header, layer rules) is skipped
+    and said so in the report.
+    """
+    import shutil
+
+    from tinyverse.compile import CompileReport, VerificationRow, _compare, _metric
+    from tinyverse.devices import DeviceReport, get_device
+    from tinyverse.export import run_onnx
+    from tinyverse.quantization import quantize_onnx_static
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    float_path = out_dir / "model_float.onnx"
+    shutil.copyfile(onnx_path, float_path)
+    try:
+        ref = np.asarray(run_onnx(float_path, test_X), dtype=np.float32)
+    except Exception as err:
+        raise ModelFileError(f"compilation.model_path: {Path(onnx_path).name} does not run on the test split "
+                             f"(input {'x'.join(map(str, test_X.shape[1:]))}): {str(err).splitlines()[0][:200]}") \
+            from None
+    rows = [VerificationRow("ONNX float", str(float_path), metric=_metric(ref, test_y, metric), max_abs_diff=0.0,
+                            argmax_agreement=1.0 if ref.ndim == 2 and ref.shape[1] > 1 else None)]
+    artifacts = {"onnx": str(float_path)}
+    skipped = [e for e in (exporters or []) if e not in ("onnx", "onnx_int8")]
+    info: dict[str, Any] = {"source": str(onnx_path), "reference": "ONNX float (no PyTorch model)",
+                            "skipped": {e: "needs the model spec (TFLite is built from the spec's Keras twin)"
+                                        for e in (skipped or ["tflite", "tflite_int8", "c_header"])}}
+    if exporters is None or "onnx_int8" in exporters:
+        row = VerificationRow("ONNX int8", None)
+        rows.append(row)
+        t0 = time.perf_counter()
+        try:
+            q = quantize_onnx_static(float_path, out_dir / "model_int8.onnx", calib_X)
+            row.path, row.seconds = str(q), time.perf_counter() - t0
+            _compare(row, run_onnx(q, test_X), ref, test_y, metric)
+            artifacts["onnx_int8"] = str(q)
+        except Exception as err:  # noqa: BLE001 - recorded in the row, like compile_model does
+            row.error = str(err).splitlines()[0][:300]
+    dev = None
+    if device is not None:
+        profile = get_device(device)
+        dev = DeviceReport(profile.name, profile.kind, Path(onnx_path).stem, [], {}, {
+            "flash_bytes": profile.flash_bytes, "ram_bytes": profile.ram_bytes,
+            "macs": profile.max_macs_per_inference}, [], [
+            "ONNX file without a spec: per-layer rules, MACs and the RAM estimate were not checked",
+            "no int8 .tflite (it is built from the spec), so the TFLM arena and op list were not measured"])
+        q = out_dir / "model_int8.onnx"
+        if q.exists():
+            size = q.stat().st_size
+            dev.measured["onnx_int8_bytes"] = size
+            dev.notes.append(f"the int8 ONNX file is {size:,} bytes (graph + int8 weights; an upper bound, not "
+                             f"checked against the {profile.flash_bytes or 0:,} byte flash budget)")
+    return CompileReport(str(out_dir), metric, rows, artifacts, dev, info)

@@ -1,0 +1,107 @@
+"""End to end through the CLI: every config in configs/ with a short schedule, and bad input."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+
+from modelmaker.cli import main
+
+ROOT = Path(__file__).resolve().parents[1]
+CONFIGS = sorted((ROOT / "configs").glob("*.yaml"))
+
+
+def _short(config: Path, tmp_path: Path, **extra) -> Path:
+    """The same config with a short schedule, writing into tmp_path."""
+    data = yaml.safe_load(config.read_text())
+    data.setdefault("common", {})["projects_path"] = str(tmp_path / "projects")
+    data["common"]["run_name"] = "run"
+    data["common"]["verbose"] = False
+    training = data.setdefault("training", {})
+    if training.get("enable", True):
+        training["epochs"] = 2
+    for key, value in extra.items():
+        section, _, name = key.partition(".")
+        data.setdefault(section, {})[name] = value
+    # model_config paths are relative to the original config's folder
+    if training.get("model_config"):
+        training["model_config"] = str((config.parent / training["model_config"]).resolve())
+    out = tmp_path / config.name
+    out.write_text(yaml.safe_dump(data))
+    return out
+
+
+@pytest.mark.parametrize("config", CONFIGS, ids=[c.stem for c in CONFIGS])
+def test_every_config_runs_end_to_end(config, tmp_path, capsys):
+    assert main(["run", str(_short(config, tmp_path))]) == 0
+    run_dir = tmp_path / "projects" / "run"
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert (run_dir / "config.yaml").is_file() and (run_dir / "run.log").is_file()
+    if summary.get("modality") == "timeseries" and "test" in summary:
+        assert 0.0 <= summary["test"]["accuracy"] <= 1.0
+        assert summary["onnx"]["max_abs_diff"] < 1e-4
+        assert (run_dir / "model.onnx").is_file() and (run_dir / "checkpoints" / "best.ckpt").is_file()
+    assert str(run_dir) in capsys.readouterr().out
+
+
+def test_default_run_folder_contents_and_no_overwrite(tmp_path, capsys):
+    cfg = _short(ROOT / "configs" / "timeseries_classification.yaml", tmp_path,
+                 **{"dataset.ucr_name": "ItalyPowerDemand", "training.model_name": "CLS_1k_NPU",
+                    "compilation.enable": False})
+    assert main(["run", str(cfg)]) == 0
+    run_dir = tmp_path / "projects" / "run"
+    for name in ("config.yaml", "run.log", "dataset.json", "model_spec.yaml", "model_summary.txt", "metrics.csv",
+                 "loss_curves.png", "confusion_matrix.png", "model.onnx", "summary.json",
+                 "checkpoints/best.ckpt", "checkpoints/last.ckpt"):
+        assert (run_dir / name).is_file(), name
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert summary["dataset"]["name"] == "ItalyPowerDemand"
+    assert summary["model"]["params"] == 1010
+    assert summary["model"]["macs"] > 0
+    assert summary["onnx"]["parity"] is True
+    before = (run_dir / "summary.json").read_text()
+
+    # the same run name again: one clear line, exit 2, the earlier run untouched
+    capsys.readouterr()
+    assert main(["run", str(cfg)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "already exists" in err and "--resume" in err and len(err.splitlines()) == 1
+    assert (run_dir / "summary.json").read_text() == before
+
+    # resume continues from last.ckpt in the same folder
+    data = yaml.safe_load(cfg.read_text())
+    data["training"]["epochs"] = 3
+    cfg.write_text(yaml.safe_dump(data))
+    assert main(["run", str(cfg), "--resume", str(run_dir)]) == 0
+    resumed = json.loads((run_dir / "summary.json").read_text())
+    assert resumed["training"]["epochs_run"] == 3
+
+
+@pytest.mark.parametrize("change, expected", [
+    ({"training.epocs": 3}, "training.epocs: unknown key; did you mean 'epochs'"),
+    ({"training.model_name": "CLS_1K_NPU"}, "did you mean 'CLS_1k_NPU'"),
+    ({"dataset.name": "folder", "dataset.path": "/no/such/folder"}, "/no/such/folder"),
+    ({"dataset.ucr_name": "GunPiont"}, "did you mean 'GunPoint'"),
+])
+def test_bad_config_prints_one_line_and_exits_2(change, expected, tmp_path, capsys):
+    data = yaml.safe_load((ROOT / "configs" / "timeseries_classification.yaml").read_text())
+    data["common"]["projects_path"] = str(tmp_path / "projects")
+    for key, value in change.items():
+        section, _, name = key.partition(".")
+        if section == "dataset" and name == "name" and value == "folder":
+            data["dataset"] = {"name": "folder"}
+        data[section][name] = value
+    cfg = tmp_path / "bad.yaml"
+    cfg.write_text(yaml.safe_dump(data))
+    assert main(["run", str(cfg)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert expected in err and len(err.splitlines()) == 1, err
+    assert not (tmp_path / "projects").exists() or not any((tmp_path / "projects").iterdir())
+
+
+def test_models_command_lists_the_zoo(capsys):
+    assert main(["models", "--task", "classification", "--input-shape", "1,150"]) == 0
+    out = capsys.readouterr().out
+    assert "CLS_4k_NPU" in out and "4,378" in out and "73,832" in out

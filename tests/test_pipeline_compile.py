@@ -1,0 +1,213 @@
+"""The compilation stage through the YAML pipeline and the CLI: a tiny end-to-end run on ItalyPowerDemand (1x24),
+device checks before training (strict and not), `modelmaker check`, and compile-only from a checkpoint / ONNX."""
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+import pytest
+import yaml
+
+from modelmaker.cli import main
+
+# A board far too small for any model: flash and RAM of a few hundred bytes.
+TINY_BOARD = {"name": "tiny-test-board", "description": "test profile", "kind": "mcu",
+              "native_ops": ["FCONV", "GCONV", "DWCONV", "PWCONV", "FC", "MAXPOOL", "AVGPOOL", "RELU", "ADD"],
+              "flash_bytes": 256, "ram_bytes": 128, "max_macs_per_inference": 1000}
+
+
+def write_config(path: Path, projects: Path, *, device="F28P55", training=None, compilation=None,
+                 dataset=None, run_name="tiny") -> Path:
+    cfg = {
+        "common": {"task_type": "classification", "modality": "timeseries", "run_name": run_name,
+                   "projects_path": str(projects), "seed": 0, "verbose": False, "target_device": device},
+        "dataset": {"name": "ucr", "ucr_name": "ItalyPowerDemand", "val_fraction": 0.2, **(dataset or {})},
+        "training": {"model_name": "CLS_1k_NPU", "epochs": 3, "batch_size": 16, "learning_rate": 0.01,
+                     "accelerator": "cpu", "devices": 1, **(training or {})},
+        "testing": {"enable": True},
+        "compilation": {"enable": True, "calibration_samples": 64, "golden_vectors": 2, **(compilation or {})},
+    }
+    path.write_text(yaml.safe_dump(cfg, sort_keys=False))
+    return path
+
+
+def rows(summary: dict) -> dict[str, dict]:
+    return {r["artifact"]: r for r in summary["compilation"]["verification"]}
+
+
+@pytest.fixture(scope="module")
+def compiled_run(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("pipeline")
+    cfg = write_config(tmp / "tiny.yaml", tmp / "projects")
+    assert main(["run", str(cfg)]) == 0
+    run_dir = tmp / "projects" / "tiny"
+    return run_dir, json.loads((run_dir / "summary.json").read_text())
+
+
+def test_run_writes_every_artifact(compiled_run):
+    run_dir, _ = compiled_run
+    for name in ("model_float.onnx", "model_int8.onnx", "model_float.tflite", "model_int8.tflite", "model_int8.h",
+                 "model_int8.c", "golden_vectors.h", "compile_report.json", "device_check.md", "device_check.json",
+                 "report.md", "summary.json", "model_spec.yaml", "checkpoints/best.ckpt"):
+        assert (run_dir / name).is_file(), name
+
+
+def test_summary_has_the_verification_table(compiled_run):
+    _, summary = compiled_run
+    table = rows(summary)
+    for name in ("PyTorch float", "ONNX float", "ONNX int8", "TFLite float (LiteRT)", "TFLite int8 (LiteRT)",
+                 "TFLite int8 (TFLM)", "C array (TFLM)"):
+        assert name in table, name
+        assert table[name]["error"] is None, (name, table[name]["error"])
+        assert 0.0 <= table[name]["metric"] <= 1.0
+    assert summary["compilation"]["metric"] == "accuracy"
+    assert table["TFLite int8 (TFLM)"]["arena_bytes"] > 0
+    # the C array parsed back and run in TFLM gives what the .tflite gave
+    assert table["C array (TFLM)"]["metric"] == table["TFLite int8 (TFLM)"]["metric"]
+    assert table["ONNX float"]["max_abs_diff"] < 1e-4
+    n_train = summary["dataset"]["counts"]["train"]
+    assert summary["compilation"]["calibration"] == {"split": "train", "samples": min(64, n_train), "requested": 64}
+    q = summary["quantization"]
+    assert q["mode"] == "ptq" and q["int8_artifact"] == "TFLite int8 (TFLM)"
+    assert q["float_metric"] == pytest.approx(summary["test"]["accuracy"])
+    assert q["drop_points"] == pytest.approx(100 * (q["float_metric"] - q["int8_metric"]), abs=1e-3)
+    dev = summary["device"]
+    assert dev["device"] == "F28P55" and dev["fits"] is True
+    assert dev["measured"]["tflm_arena_bytes"] == table["TFLite int8 (TFLM)"]["arena_bytes"]
+    assert {layer["layer"] for layer in dev["layers"]} >= {"conv1", "fc"}
+
+
+def test_report_md_has_the_tables(compiled_run):
+    run_dir, _ = compiled_run
+    md = (run_dir / "report.md").read_text()
+    for heading in ("## Dataset", "## Model", "## Test", "## ONNX parity", "## Quantization", "## Verification",
+                    "## Device", "## Artifacts"):
+        assert heading in md, heading
+    assert "ItalyPowerDemand" in md
+    assert "| TFLite int8 (TFLM) |" in md and "| C array (TFLM) |" in md
+    assert "### Device check: CLS_1k_NPU on F28P55 — fits" in md
+    assert "| conv1 |" in md and "model_int8.tflite" in md
+
+
+def test_too_big_model_fails_before_the_run_folder(tmp_path, capsys):
+    board = tmp_path / "tiny_board.yaml"
+    board.write_text(yaml.safe_dump(TINY_BOARD))
+    cfg = write_config(tmp_path / "big.yaml", tmp_path / "projects", device=str(board))
+    assert main(["run", str(cfg)]) == 2
+    err = capsys.readouterr().err
+    assert "CLS_1k_NPU does not fit tiny-test-board (3 violations" in err
+    lines = [ln for ln in err.splitlines() if ln.startswith("  - ")]
+    assert [ln.split(":")[0] for ln in lines] == ["  - flash", "  - RAM", "  - MACs"]
+    assert "Traceback" not in err
+    assert not (tmp_path / "projects" / "tiny").exists()
+
+
+def test_strict_false_warns_and_trains(tmp_path, caplog):
+    board = tmp_path / "tiny_board.yaml"
+    board.write_text(yaml.safe_dump(TINY_BOARD))
+    cfg = write_config(tmp_path / "warn.yaml", tmp_path / "projects", device=str(board),
+                       training={"epochs": 1}, compilation={"enable": False, "strict": False})
+    with caplog.at_level(logging.WARNING, logger="modelmaker"):
+        assert main(["run", str(cfg)]) == 0
+    assert "does not fit tiny-test-board" in caplog.text
+    run_dir = tmp_path / "projects" / "tiny"
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert summary["device"]["fits"] is False and len(summary["device"]["violations"]) == 3
+    assert "DOES NOT FIT" in (run_dir / "device_check.md").read_text()
+    assert "compilation" not in summary
+
+
+def test_check_command_exit_codes(tmp_path, capsys):
+    assert main(["check", "CLS_1k_NPU", "--device", "F28P55", "--input-shape", "1,512", "--num-classes", "4"]) == 0
+    out = capsys.readouterr().out
+    assert "conv1" in out and "flash_bytes" in out and out.rstrip().endswith("fits F28P55")
+    board = tmp_path / "tiny_board.yaml"
+    board.write_text(yaml.safe_dump(TINY_BOARD))
+    assert main(["check", "CLS_1k_NPU", "--device", str(board), "--input-shape", "1,512"]) == 1
+    out = capsys.readouterr().out
+    assert "does not fit tiny-test-board: 3 violation(s)" in out
+    assert len([ln for ln in out.splitlines() if ln.startswith("  - ")]) == 3
+    assert main(["check", "CLS_1k_NPX", "--device", "F28P55"]) == 2
+    assert "CLS_1k_NPU" in capsys.readouterr().err  # did-you-mean
+
+
+def test_devices_and_models_commands(capsys):
+    assert main(["devices"]) == 0
+    out = capsys.readouterr().out
+    assert "F28P55" in out and "cortex-m4" in out and "npu_mcu" in out
+    assert main(["models", "--device", "F28P55", "--input-shape", "1,512", "--include", "CLS_*"]) == 0
+    out = capsys.readouterr().out
+    assert "est. flash (B)" in out and "est. RAM (B)" in out and "fits" in out
+
+
+def test_compile_only_from_checkpoint(compiled_run, tmp_path):
+    run_dir, first = compiled_run
+    cfg = write_config(tmp_path / "conly.yaml", tmp_path / "projects", training={"enable": False},
+                       compilation={"model_path": str(run_dir / "checkpoints" / "best.ckpt")})
+    assert main(["run", str(cfg)]) == 0
+    summary = json.loads((tmp_path / "projects" / "tiny" / "summary.json").read_text())
+    assert "training" not in summary and summary["model"]["source"].endswith("best.ckpt")
+    a, b = rows(first), rows(summary)
+    # same weights, same calibration samples: the same numbers as the training run
+    for name in ("PyTorch float", "TFLite int8 (TFLM)"):
+        assert b[name]["metric"] == pytest.approx(a[name]["metric"]), name
+    assert summary["device"]["fits"] is True
+
+
+def test_compile_only_from_onnx(compiled_run, tmp_path):
+    run_dir, first = compiled_run
+    cfg = write_config(tmp_path / "onnx.yaml", tmp_path / "projects", training={"enable": False},
+                       compilation={"model_path": str(run_dir / "model_float.onnx")})
+    assert main(["run", str(cfg)]) == 0
+    out = tmp_path / "projects" / "tiny"
+    summary = json.loads((out / "summary.json").read_text())
+    table = rows(summary)
+    assert set(table) == {"ONNX float", "ONNX int8"}
+    assert table["ONNX float"]["metric"] == pytest.approx(rows(first)["ONNX float"]["metric"])
+    assert table["ONNX int8"]["error"] is None and (out / "model_int8.onnx").is_file()
+    assert set(summary["compilation"]["info"]["skipped"]) == {"tflite", "tflite_int8", "c_header"}
+    assert any("per-layer rules" in n for n in summary["device"]["notes"])
+    assert "## Skipped" in (out / "report.md").read_text()
+
+
+def test_compile_only_without_data_is_a_clear_error(compiled_run, tmp_path, capsys):
+    run_dir, _ = compiled_run
+    cfg = write_config(tmp_path / "nodata.yaml", tmp_path / "projects", training={"enable": False},
+                       dataset={"enable": False},
+                       compilation={"model_path": str(run_dir / "checkpoints" / "best.ckpt")})
+    assert main(["run", str(cfg)]) == 2
+    assert "dataset.enable: true" in capsys.readouterr().err
+    assert not (tmp_path / "projects").exists()
+
+
+def test_qat_reports_float_and_int8(tmp_path):
+    cfg = write_config(tmp_path / "qat.yaml", tmp_path / "projects", device=None,
+                       training={"model_name": "CLS_100_NPU", "epochs": 2, "quantization": "qat", "qat_epochs": 1},
+                       compilation={"exporters": ["onnx", "onnx_int8"]})
+    assert main(["run", str(cfg)]) == 0
+    run_dir = tmp_path / "projects" / "tiny"
+    summary = json.loads((run_dir / "summary.json").read_text())
+    q = summary["quantization"]
+    assert q["mode"] == "qat" and q["int8_artifact"] == "ONNX int8"
+    assert q["float_metric"] == pytest.approx(summary["test"]["accuracy"])
+    assert q["qat_float_metric"] is not None and q["int8_metric"] is not None
+    assert (run_dir / "model_qat.pt").is_file()
+    assert "device" not in summary
+
+
+def test_shipped_compile_only_config(compiled_run, tmp_path):
+    """configs/compile_only.yaml as shipped, pointed at the checkpoint of the first test (and its dataset)."""
+    from modelmaker.runner import run
+
+    run_dir, first = compiled_run
+    config = Path(__file__).resolve().parents[1] / "configs" / "compile_only.yaml"
+    summary = run(config, overrides={
+        "common": {"projects_path": str(tmp_path / "projects"), "verbose": False},
+        "dataset": {"ucr_name": "ItalyPowerDemand"},
+        "compilation": {"model_path": str(run_dir / "checkpoints" / "best.ckpt"), "calibration_samples": 64,
+                        "exporters": ["onnx", "onnx_int8"]}})
+    assert rows(summary)["PyTorch float"]["metric"] == pytest.approx(rows(first)["PyTorch float"]["metric"])
+    assert rows(summary)["ONNX int8"]["error"] is None
+    assert summary["device"]["fits"] is True
+    assert (Path(summary["run_dir"]) / "report.md").is_file()

@@ -1,0 +1,280 @@
+"""The capture dataset (``DATASETS["nam_capture"]``): a reamp input/output pair, checked, aligned and windowed.
+
+``NamCaptureDataset(input_path=..., output_path=...)`` reads a user's recording; with neither path it uses
+the generated default capture (:mod:`tinyverse.audio.capture`). ``load()`` returns :class:`CaptureData`:
+the aligned full signals, the layout, the calibrated latency, the repeatability ESR and the warnings;
+``CaptureData.windows(receptive_field, ny)`` gives the training arrays once the model is known.
+
+Every problem with the files is a :class:`tinyverse.data.DatasetError` with a one-line message.
+"""
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from tinyverse.audio.capture import CaptureLayout, DeviceSettings, generated_capture, standard_input
+from tinyverse.audio.metrics import esr
+from tinyverse.data.splits import DatasetError
+from tinyverse.registry import DATASETS
+
+log = logging.getLogger("tinyverse.audio")
+
+__all__ = ["CaptureData", "NamCaptureDataset", "calibrate_latency", "LatencyResult"]
+
+SAMPLE_RATES = (44_100, 48_000)
+REPEATABILITY_LIMIT = 0.01
+
+
+@dataclass
+class LatencyResult:
+    delay: int  # samples the output is shifted left by (NAM's "recommended" delay)
+    delays: list[int]  # first threshold crossing after each blip, in samples
+    threshold: float
+    manual: bool
+    warnings: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"manual": self.delay if self.manual else None,
+                "calibration": None if self.manual else {"algorithm_version": 1, "delays": self.delays,
+                                                         "safety_factor": 1, "recommended": self.delay,
+                                                         "threshold": self.threshold,
+                                                         "warnings": {"messages": self.warnings}}}
+
+
+def calibrate_latency(y: np.ndarray, layout: CaptureLayout, abs_threshold: float = 3e-4,
+                      rel_threshold: float = 1e-3, safety: int = 1, look_back: int = 1000,
+                      look_ahead: int = 10_000) -> LatencyResult:
+    """NAM-style latency from the blips: first crossing of a threshold set from the background level just
+    before the blips; recommended delay = earliest crossing − ``safety``. Delays that disagree by ≥ 20 samples
+    are warned about."""
+    b0, b1 = layout.background
+    background = float(np.max(np.abs(y[b0:b1]))) if b1 > b0 else 0.0
+    threshold = max(background + abs_threshold, (1.0 + rel_threshold) * background)
+    delays, warnings = [], []
+    for i, blip in enumerate(layout.blips):
+        lo, hi = max(0, blip - look_back), min(len(y), blip + look_ahead)
+        hits = np.flatnonzero(np.abs(y[lo:hi]) > threshold)
+        if hits.size == 0:
+            warnings.append(f"no response found to blip {i + 1} at sample {blip}")
+            continue
+        delays.append(int(lo + hits[0] - blip))
+    if not delays:
+        raise DatasetError("latency calibration failed: the output never responds to the blips "
+                           "(is the output silent, or is the input not the standard layout? set dataset.latency: N)")
+    if max(delays) - min(delays) >= 20:
+        warnings.append(f"blip delays disagree ({delays}); check the recording or set dataset.latency by hand")
+    return LatencyResult(int(min(delays)) - safety, delays, threshold, False, warnings)
+
+
+def _read_mono(path: Path, what: str, warnings: list[str]) -> tuple[np.ndarray, int]:
+    import soundfile as sf
+
+    try:
+        a, sr = sf.read(str(path), dtype="float32", always_2d=True)
+    except Exception as e:  # soundfile raises RuntimeError/LibsndfileError with multi-line text
+        raise DatasetError(f"dataset.{what}: cannot read {path}: {str(e).splitlines()[0]}") from None
+    if a.shape[1] > 1:
+        warnings.append(f"{what} {path.name} has {a.shape[1]} channels; using channel 0 (left)")
+        log.warning("%s", warnings[-1])
+    return a[:, 0].copy(), int(sr)
+
+
+@dataclass
+class CaptureData:
+    """An aligned capture: ``x[n]`` → ``y[n]`` after latency correction."""
+
+    x: np.ndarray
+    y: np.ndarray
+    sample_rate: int
+    layout: CaptureLayout
+    latency: LatencyResult
+    repeatability_esr: float | None
+    warnings: list[str]
+    info: dict[str, Any]
+    ny: int = 8192
+    metadata: dict[str, Any] = field(default_factory=dict)
+    name: str = "nam_capture"
+
+    def summary(self) -> dict[str, Any]:
+        v0, v1 = self.layout.validation[-1]
+        t0, t1 = self.layout.train
+        return {"name": self.name, "sample_rate": self.sample_rate, "seconds": round(len(self.x) / self.sample_rate, 2),
+                "train_seconds": round((t1 - t0) / self.sample_rate, 2),
+                "validation_seconds": round((v1 - v0) / self.sample_rate, 2),
+                "latency": self.latency.delay, "latency_delays": self.latency.delays,
+                "latency_manual": self.latency.manual, "repeatability_esr": self.repeatability_esr,
+                "warnings": list(self.warnings), **self.info}
+
+    def validation(self, receptive_field: int) -> tuple[np.ndarray, np.ndarray]:
+        """(x with receptive-field context, y) of the last validation block, each of shape (1, ·)."""
+        v0, v1 = self.layout.validation[-1]
+        ctx = receptive_field - 1
+        xs = self.x[max(0, v0 - ctx):v1]
+        xs = np.concatenate([np.zeros(ctx - (v0 - max(0, v0 - ctx)), np.float32), xs])
+        return xs[None, :].astype(np.float32), self.y[v0:v1][None, :].astype(np.float32)
+
+    def windows(self, receptive_field: int, ny: int | None = None, stride: int | None = None,
+                region: tuple[int, int] | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """Training windows of ``ny`` output samples, each input window with ``receptive_field − 1`` samples
+        of context before it: x (N, ny + rf − 1), y (N, ny)."""
+        t0, t1 = region or self.layout.train
+        ctx = receptive_field - 1
+        start = max(t0, ctx)
+        ny = ny or self.ny
+        stride = stride or ny
+        starts = np.arange(start, t1 - ny + 1, stride)
+        if starts.size == 0:
+            raise DatasetError(f"training region ({(t1 - t0) / self.sample_rate:.1f} s) is shorter than one window of "
+                               f"{ny} samples plus {ctx} of context; use a longer capture or a smaller window")
+        X = np.stack([self.x[s - ctx:s + ny] for s in starts]).astype(np.float32)
+        Y = np.stack([self.y[s:s + ny] for s in starts]).astype(np.float32)
+        return X, Y
+
+
+@DATASETS.register("nam_capture", task="amp_modelling", modality="audio")
+class NamCaptureDataset:
+    """A reamp capture: ``input_path`` (the dry signal sent to the gear) and ``output_path`` (the recording).
+
+    With neither path, the generated default capture is used (``generated_seconds``, ``seed``, ``device``
+    settings of :class:`tinyverse.audio.capture.DeviceSettings`). ``latency``: ``"auto"`` (from the blips)
+    or a number of samples. ``length_tolerance``: samples the two files may differ by (the longer is cut).
+    ``ny``: output samples per training window (NAM: 8192). ``metadata``: .nam metadata for the exported
+    model (name, modeled_by, gear_make, gear_model, gear_type, tone_type, input_level_dbu, ...).
+    The layout (validation blocks, blips) comes from ``<input>.layout.json`` next to the input, or from
+    recognising the generated input; otherwise the last ``validation_seconds`` are the validation block.
+    """
+
+    def __init__(self, input_path: str | None = None, output_path: str | None = None, latency: int | str = "auto",
+                 length_tolerance: int = 48_000, generated_seconds: float = 40.0, seed: int = 0,
+                 device: dict[str, Any] | None = None, validation_seconds: float = 4.0,
+                 clip_level: float = 0.999, silence_db: float = -60.0, sample_rate: int = 48_000,
+                 ny: int = 8192, metadata: dict[str, Any] | None = None) -> None:
+        if (input_path is None) != (output_path is None):
+            missing = "output_path" if output_path is None else "input_path"
+            raise DatasetError(f"dataset.{missing}: give both input_path and output_path, or neither for the "
+                               "generated capture")
+        if not (latency == "auto" or (isinstance(latency, int) and not isinstance(latency, bool))):
+            raise DatasetError(f"dataset.latency: expected 'auto' or a number of samples, got {latency!r}")
+        self.input_path, self.output_path = input_path, output_path
+        self.latency, self.length_tolerance = latency, int(length_tolerance)
+        self.generated_seconds, self.seed, self.device = float(generated_seconds), int(seed), device
+        self.validation_seconds, self.clip_level, self.silence_db = validation_seconds, clip_level, silence_db
+        self.sample_rate = int(sample_rate)
+        self.ny, self.metadata = int(ny), dict(metadata or {})
+
+    # -- layout ------------------------------------------------------------------------------------------
+    def _layout(self, inp: Path, x: np.ndarray, sr: int, warnings: list[str]) -> tuple[CaptureLayout, str]:
+        for side in (inp.with_suffix(".layout.json"), inp.parent / (inp.name + ".layout.json"),
+                     inp.parent / "input.layout.json", inp.parent / "capture.json"):
+            if side.is_file():
+                d = json.loads(side.read_text())
+                d = d.get("layout", d)
+                layout = CaptureLayout.from_dict(d)
+                if layout.length == len(x) and layout.sample_rate == sr:
+                    return layout, f"sidecar {side.name}"
+        # The generated input is recognised by its content (a user who played it through their amp).
+        for seconds in (self.generated_seconds,):
+            ref, layout = standard_input(sr, self.seed, seconds)
+            if len(ref) == len(x) and np.allclose(ref, x, atol=1e-4):
+                return layout, "recognised generated input"
+        n, v = len(x), int(self.validation_seconds * sr)
+        if n < 4 * v:
+            raise DatasetError(f"dataset.validation_seconds: {self.validation_seconds} s is more than a quarter of the "
+                               f"{n / sr:.1f} s capture")
+        warnings.append("input layout not recognised: validating on the last "
+                        f"{self.validation_seconds:g} s, no repeatability check; set dataset.latency if the "
+                        "interface delays the output")
+        log.warning("%s", warnings[-1])
+        layout = CaptureLayout(sample_rate=sr, length=n, validation=[[n - v, n]], blips=[], blip_window=[0, 0],
+                               background=[0, 0], train=[0, n - v])
+        return layout, "tail"
+
+    # -- load --------------------------------------------------------------------------------------------
+    def load(self) -> CaptureData:
+        warnings: list[str] = []
+        info: dict[str, Any] = {}
+        if self.input_path is None:
+            if self.sample_rate not in SAMPLE_RATES:
+                raise DatasetError(f"dataset.sample_rate: {self.sample_rate} is not one of {SAMPLE_RATES}")
+            cap = generated_capture(self.sample_rate, self.seed, self.generated_seconds, self.device)
+            info.update(source="generated", capture_folder=cap["folder"], cached=cap["cached"],
+                        device=cap["device"])
+            inp, out = Path(cap["input_path"]), Path(cap["output_path"])
+        else:
+            inp, out = Path(self.input_path).expanduser(), Path(self.output_path).expanduser()
+            for p, what in ((inp, "input_path"), (out, "output_path")):
+                if not p.is_file():
+                    raise DatasetError(f"dataset.{what}: file not found: {p}")
+            info.update(source="files", input_path=str(inp), output_path=str(out))
+        x, sr_x = _read_mono(inp, "input", warnings)
+        y, sr_y = _read_mono(out, "output", warnings)
+        if sr_x != sr_y:
+            raise DatasetError(f"sample rates differ: input {inp.name} is {sr_x} Hz, output {out.name} is {sr_y} Hz; "
+                               "record the output at the input's rate")
+        if sr_x not in SAMPLE_RATES:
+            warnings.append(f"sample rate {sr_x} Hz: NAM players expect 44100 or 48000 Hz")
+        if abs(len(x) - len(y)) > self.length_tolerance:
+            raise DatasetError(f"lengths differ by {abs(len(x) - len(y))} samples (input {len(x)}, output {len(y)}), "
+                               f"more than length_tolerance={self.length_tolerance}; is it the right pair?")
+        n = min(len(x), len(y))
+        if len(x) != len(y):
+            warnings.append(f"lengths differ by {abs(len(x) - len(y))} samples; cut both to {n}")
+        x, y = x[:n], y[:n]
+        for a, what, path in ((x, "input", inp), (y, "output", out)):
+            peak = float(np.max(np.abs(a))) if a.size else 0.0
+            if peak <= 10 ** (self.silence_db / 20):
+                raise DatasetError(f"{what} {path.name} is silent (peak {20 * np.log10(peak + 1e-12):.0f} dBFS); "
+                                   "check the recording chain")
+            clipped = int(np.sum(np.abs(a) >= self.clip_level))
+            if what == "output" and clipped > 0:
+                raise DatasetError(f"output {path.name} clips: {clipped} samples at or above {self.clip_level} "
+                                   "full scale; lower the recording level and record again")
+        layout, how = self._layout(inp, x, sr_x, warnings)
+        info["layout"] = how
+
+        if self.latency == "auto":
+            if not layout.blips:
+                latency = LatencyResult(0, [], 0.0, True, ["no blips in the layout: latency 0 assumed"])
+                warnings.append(latency.warnings[0])
+            else:
+                latency = calibrate_latency(y, layout)
+                warnings.extend(latency.warnings)
+        else:
+            latency = LatencyResult(int(self.latency), [], 0.0, True)
+        d = latency.delay
+        if d > 0:
+            x, y = x[:-d], y[d:]
+        elif d < 0:
+            x, y = x[-d:], y[:d]
+        # The layout stays in input-sample coordinates; cut the regions to the aligned length.
+        m = len(x)
+        layout.validation = [[a, min(b, m)] for a, b in layout.validation]
+        layout.train = [layout.train[0], min(layout.train[1], m)]
+
+        rep = None
+        if len(layout.validation) >= 2:
+            (a0, a1), (b0, b1) = layout.validation[0], layout.validation[-1]
+            k = min(a1 - a0, b1 - b0)
+            rep = esr(y[a0:a0 + k], y[b0:b0 + k])
+            if rep > REPEATABILITY_LIMIT:
+                warnings.append(f"the two validation recordings differ (ESR {rep:.4f} > {REPEATABILITY_LIMIT}): "
+                                "likely noise/hum, a time-based effect (delay, reverb, modulation) or a knob moved "
+                                "during the recording")
+                log.warning("%s", warnings[-1])
+        meta = {k: v for k, v in (info.get("device") or {}).items() if k.startswith(("gear_", "tone_"))}
+        meta.update(self.metadata)
+        data = CaptureData(x.astype(np.float32), y.astype(np.float32), sr_x, layout, latency, rep, warnings, info,
+                           ny=self.ny, metadata=meta)
+        log.info("capture: %.1f s at %d Hz, latency %d samples (%s), repeatability ESR %s", len(x) / sr_x, sr_x,
+                 latency.delay, "manual" if latency.manual else f"blips {latency.delays}",
+                 "n/a" if rep is None else f"{rep:.2e}")
+        return data
+
+
+# Keep DeviceSettings importable from here for configs that build device dicts.
+__all__.append("DeviceSettings")

@@ -1,0 +1,160 @@
+"""Audio entries of ``MODEL_REGISTRY``: NAM A1 WaveNet / LSTM presets, custom WaveNets, Linear / IR.
+
+Every entry returns a NAM module (``NAMWaveNet``, ``NAMLSTM``, ``NAMLinear``) that has ``receptive_field``,
+saves to .nam, and reports its cost through :func:`macs_per_sample` / :func:`device_summary`.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from tinyverse.audio.nam import A1_LSTM, NAMLSTM, NAMLinear, NAMWaveNet, a1_wavenet_layers
+from tinyverse.registry import MODEL_REGISTRY
+
+__all__ = ["macs_per_sample", "device_summary", "linear_from_ir", "AUDIO_MODELS"]
+
+_META = dict(task="amp_modelling", modality="audio")
+AUDIO_MODELS: list[str] = []
+
+
+def _wavenet_entry(preset: str):
+    def build(fast_tanh: bool = False) -> NAMWaveNet:
+        return NAMWaveNet(a1_wavenet_layers(preset), 0.02, fast_tanh=fast_tanh)
+
+    build.__name__ = f"NAM_WaveNet_{preset}"
+    build.__doc__ = f"NAM A1 WaveNet, preset '{preset}' (receptive field 4,093 samples)."
+    return build
+
+
+for _p in ("nano", "feather", "lite", "standard"):
+    MODEL_REGISTRY.register(f"NAM_WaveNet_{_p}", _wavenet_entry(_p), preset=_p, architecture="WaveNet", **_META)
+    AUDIO_MODELS.append(f"NAM_WaveNet_{_p}")
+
+
+@MODEL_REGISTRY.register("NAM_WaveNet", architecture="WaveNet", **_META)
+def nam_wavenet(layers: list[dict[str, Any]] | None = None, preset: str = "nano", head_scale: float = 0.02,
+                channels: list[int] | None = None, dilations: list[list[int]] | None = None,
+                activation: str = "Tanh", gated: bool = False, kernel_size: int = 3) -> NAMWaveNet:
+    """A custom A1-layout WaveNet: full ``layers`` (.nam layer-array dicts), or a preset with overrides
+    (``channels`` per array, ``dilations`` per array, ``activation``, ``gated``, ``kernel_size``)."""
+    if layers is None:
+        layers = a1_wavenet_layers(preset)
+        if channels is not None:
+            if len(channels) != len(layers):
+                raise ValueError(f"channels: give one value per layer array ({len(layers)})")
+            for i, c in enumerate(channels):
+                layers[i]["channels"] = int(c)
+                if i > 0:
+                    layers[i]["input_size"] = int(channels[i - 1])
+                    layers[i - 1]["head_size"] = int(c)
+        if dilations is not None:
+            if len(dilations) != len(layers):
+                raise ValueError(f"dilations: give one list per layer array ({len(layers)})")
+            for la, d in zip(layers, dilations):
+                la["dilations"] = [int(v) for v in d]
+        for la in layers:
+            la.update(activation=activation, gated=bool(gated), kernel_size=int(kernel_size))
+    return NAMWaveNet(layers, head_scale)
+
+
+AUDIO_MODELS.append("NAM_WaveNet")
+
+
+def _lstm_entry(preset: str):
+    num_layers, hidden = A1_LSTM[preset]
+
+    def build(hidden_size: int = hidden, num_layers: int = num_layers) -> NAMLSTM:
+        return NAMLSTM(hidden_size, num_layers)
+
+    build.__name__ = f"NAM_LSTM_{preset}"
+    build.__doc__ = f"NAM A1 LSTM, preset '{preset}' ({num_layers} x {hidden})."
+    return build
+
+
+for _p in A1_LSTM:
+    MODEL_REGISTRY.register(f"NAM_LSTM_{_p}", _lstm_entry(_p), preset=_p, architecture="LSTM", **_META)
+    AUDIO_MODELS.append(f"NAM_LSTM_{_p}")
+
+
+def linear_from_ir(ir: np.ndarray | torch.Tensor, bias: bool = False) -> NAMLinear:
+    """A NAMLinear whose taps are ``ir`` (index 0 = the current sample)."""
+    taps = torch.as_tensor(np.asarray(ir, dtype=np.float64)).reshape(-1)
+    m = NAMLinear(int(taps.numel()), bias=bias)
+    m.import_weights(taps.tolist() + ([0.0] if bias else []))
+    return m
+
+
+@MODEL_REGISTRY.register("NAM_Linear", architecture="Linear", **_META)
+def nam_linear(receptive_field: int = 128, bias: bool = False, ir_path: str | None = None,
+               ir_channel: int = 0) -> NAMLinear:
+    """A Linear / IR model (FIR of ``receptive_field`` taps). With ``ir_path``, the taps are the impulse
+    response read from that WAV (first ``receptive_field`` samples when given, else all of it)."""
+    if ir_path is None:
+        m = NAMLinear(receptive_field, bias=bias)
+        with torch.no_grad():  # start as a pass-through: the first tap (current sample) is 1
+            m.conv.weight.zero_()
+            m.conv.weight[0, 0, -1] = 1.0
+        return m
+    import soundfile as sf
+
+    a, _ = sf.read(ir_path, dtype="float64", always_2d=True)
+    ir = a[:, min(ir_channel, a.shape[1] - 1)]
+    return linear_from_ir(ir[:receptive_field] if receptive_field else ir, bias=bias)
+
+
+AUDIO_MODELS.append("NAM_Linear")
+
+
+# ---------------------------------------------------------------------------------------------- cost
+
+
+def macs_per_sample(model: nn.Module) -> int:
+    """Multiply-accumulates per output sample when streaming (what a pedal's DSP budget counts)."""
+    if isinstance(model, NAMWaveNet):
+        total = 0
+        for la in model.layer_arrays:
+            c = la.config
+            ch, mid = c["channels"], c["channels"] * (2 if c["gated"] else 1)
+            total += c["input_size"] * ch  # rechannel
+            for _ in c["dilations"]:
+                total += ch * mid * c["kernel_size"] + c["condition_size"] * mid + ch * ch
+            total += ch * c["head_size"]  # head rechannel
+        return int(total + 1)  # head_scale
+    if isinstance(model, NAMLSTM):
+        h, i = model.hidden_size, model.input_size
+        per = lambda n_in: 4 * h * (n_in + h) + 3 * h  # noqa: E731  (gates + elementwise state update)
+        return int(per(i) + (model.num_layers - 1) * per(h) + h)
+    if isinstance(model, NAMLinear):
+        return int(model.receptive_field)
+    spec = getattr(model, "spec", None)
+    if spec is not None:
+        return int(spec.macs)
+    raise TypeError(f"no per-sample cost known for {type(model).__name__}")
+
+
+def device_summary(model: nn.Module) -> dict[str, Any]:
+    """What a pedal profile checks: architecture, activations, gating, receptive field, MACs per sample,
+    parameters, and the op classes the model needs."""
+    arch = getattr(model, "nam_architecture", type(model).__name__)
+    out: dict[str, Any] = {"architecture": arch, "params": int(sum(p.numel() for p in model.parameters())),
+                           "macs_per_sample": macs_per_sample(model),
+                           "receptive_field": int(getattr(model, "receptive_field", 1))}
+    ops: list[dict[str, Any]] = []
+    if isinstance(model, NAMWaveNet):
+        acts = sorted({la.config["activation"] for la in model.layer_arrays})
+        out.update(activations=acts, gated=any(la.config["gated"] for la in model.layer_arrays),
+                   layer_arrays=len(model.layer_arrays), kernel_sizes=sorted({la.config["kernel_size"] for la in model.layer_arrays}))
+        ops.append({"op_class": "WAVENET", "layer_arrays": len(model.layer_arrays), "gated": out["gated"],
+                    "kernel_size": max(out["kernel_sizes"]), "receptive_field": out["receptive_field"]})
+        ops += [{"op_class": a.upper()} for a in acts]
+    elif isinstance(model, NAMLSTM):
+        out.update(hidden_size=model.hidden_size, num_layers=model.num_layers)
+        ops.append({"op_class": "LSTM", "hidden_size": model.hidden_size, "num_layers": model.num_layers})
+    elif isinstance(model, NAMLinear):
+        ops.append({"op_class": "FIR", "receptive_field": model.receptive_field})
+    out["ops"] = ops
+    out["weights"] = int(getattr(model, "num_weights", out["params"]))
+    return out

@@ -1,0 +1,129 @@
+"""Block-by-block processing, as a plugin or a pedal runs a model.
+
+:class:`StreamProcessor` keeps the receptive-field history (WaveNet / Linear) or the recurrent state (LSTM)
+between blocks, so processing a file in blocks of any size gives the same samples as one whole-file render
+from silence. ``process_file`` adds file I/O and timing (the real-time factor).
+"""
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import torch
+from torch import nn
+
+from tinyverse.audio.nam import NAMLSTM, NAMWaveNet
+
+__all__ = ["StreamProcessor", "process_file", "load_audio_model", "OnnxStreamProcessor"]
+
+
+class StreamProcessor:
+    """Feed blocks of mono samples, get the same number of output samples back."""
+
+    def __init__(self, model: nn.Module, dtype: torch.dtype = torch.float32) -> None:
+        self.model = model.to(dtype).eval()
+        self.dtype = dtype
+        self.rf = int(getattr(model, "receptive_field", 1))
+        self.reset()
+
+    def reset(self) -> None:
+        self.history = torch.zeros(1, self.rf - 1, dtype=self.dtype)
+        if isinstance(self.model, NAMLSTM):
+            self.state = self.model._state(1)
+        if isinstance(self.model, NAMWaveNet):
+            # One buffer per layer: the last dilation·(K−1) samples of that layer's input (Core's ring buffers).
+            self.buffers = [[torch.zeros(1, la.config["channels"], layer.reach, dtype=self.dtype)
+                             for layer in la.layers] for la in self.model.layer_arrays]
+            # Pre-warm on silence as Core does: deeper layers see biases, not zeros, before the stream starts.
+            self._wavenet(torch.zeros(1, self.rf, dtype=self.dtype))
+
+    @torch.no_grad()
+    def _wavenet(self, x: torch.Tensor) -> torch.Tensor:
+        m = self.model
+        c = x.unsqueeze(1)  # (1, 1, B) conditions every layer
+        y, head = c, None
+        for la, bufs in zip(m.layer_arrays, self.buffers):
+            act = m._activation(la.config["activation"])
+            h = la.rechannel(y)
+            for k, layer in enumerate(la.layers):
+                full = torch.cat([bufs[k], h], dim=2)
+                if layer.reach:
+                    bufs[k] = full[..., -layer.reach:]
+                h, a = layer(full, c, act)
+                head = a if head is None else head + a
+            y, head = h, la.head_rechannel(head)
+        return (m.head_scale * head)[0, 0]
+
+    @torch.no_grad()
+    def process(self, block: np.ndarray) -> np.ndarray:
+        x = torch.as_tensor(np.asarray(block), dtype=self.dtype).reshape(1, -1)
+        if isinstance(self.model, NAMLSTM):
+            out, self.state = self.model.core(x.unsqueeze(-1), self.state)
+            return self.model.head(out)[0, :, 0].numpy()
+        if isinstance(self.model, NAMWaveNet):
+            return self._wavenet(x).numpy()
+        full = torch.cat([self.history, x], dim=1)
+        y = self.model(full)[0]
+        if self.rf > 1:
+            self.history = full[:, -(self.rf - 1):]
+        return y.numpy()
+
+
+class OnnxStreamProcessor:
+    """The same contract for a streaming ONNX export (inputs: block with receptive-field context)."""
+
+    def __init__(self, path: str | Path, receptive_field: int) -> None:
+        import onnxruntime as ort
+
+        opts = ort.SessionOptions()
+        opts.intra_op_num_threads = 1
+        self.session = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+        self.input_name = self.session.get_inputs()[0].name
+        self.rf = int(receptive_field)
+        self.reset()
+
+    def reset(self) -> None:
+        self.history = np.zeros(self.rf - 1, np.float32)
+
+    def process(self, block: np.ndarray) -> np.ndarray:
+        full = np.concatenate([self.history, np.asarray(block, np.float32)])
+        y = self.session.run(None, {self.input_name: full[None, :]})[0].reshape(-1)
+        if self.rf > 1:
+            self.history = full[-(self.rf - 1):]
+        return y
+
+
+def load_audio_model(path: str | Path) -> tuple[nn.Module, dict[str, Any]]:
+    """A model from a .nam file or a Lightning checkpoint of an audio run (``best.ckpt`` next to a
+    ``model.nam`` or a run's ``config.yaml``)."""
+    from tinyverse.audio.nam import load_nam, model_from_nam
+
+    path = Path(path)
+    if path.suffix == ".nam":
+        nf = load_nam(path)
+        return model_from_nam(nf), {"sample_rate": nf.sample_rate, "metadata": nf.metadata}
+    if path.suffix == ".ckpt":
+        run_dir = path.parent.parent
+        nam = run_dir / "model.nam"
+        if not nam.is_file():
+            raise FileNotFoundError(f"{path}: cannot tell the architecture: no model.nam in the run folder {run_dir}")
+        model = model_from_nam(nam)
+        from tinyverse.training import load_task_weights
+
+        load_task_weights(model, path)
+        return model, {"sample_rate": load_nam(nam).sample_rate}
+    raise ValueError(f"{path}: unsupported model file (use .nam, .ckpt or .onnx)")
+
+
+def process_file(processor: Any, x: np.ndarray, block_size: int = 64,
+                 on_block: Callable[[int], None] | None = None) -> tuple[np.ndarray, float]:
+    """Run ``x`` through ``processor`` in blocks; returns (output, seconds spent processing)."""
+    out = np.empty(len(x), np.float32)
+    t = time.perf_counter()
+    for i in range(0, len(x), block_size):
+        out[i:i + block_size] = processor.process(x[i:i + block_size])
+        if on_block:
+            on_block(i)
+    return out, time.perf_counter() - t

@@ -1,0 +1,122 @@
+"""The amp-modelling training recipe (``TASKS["amp_modelling"]``), NAM's defaults.
+
+Loss: MSE + ``stft_weight`` × multi-resolution STFT of pre-emphasised signals (NAM: weight 2e-4,
+pre-emphasis 0.85). Validation: ESR (``val_esr``), which also picks the checkpoint. Optimizer: Adam,
+lr 0.004, ExponentialLR gamma 0.993 per epoch. LSTMs: the first ``burn_in`` output samples of each window
+are left out of the loss while the state settles.
+
+Batches are ``(x, y)`` with ``x`` of shape (N, ny + receptive_field − 1) and ``y`` of shape (N, ny); the
+model runs in "valid" mode, so its output has exactly ``ny`` samples.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from tinyverse.registry import TASKS
+from tinyverse.training.tasks import TaskModule
+
+__all__ = ["AmpModellingTask", "esr_loss", "multi_resolution_stft_loss", "pre_emphasis"]
+
+STFT_RESOLUTIONS = ((1024, 120, 600), (2048, 240, 1200), (512, 50, 240))  # (fft, hop, window), as auraloss
+
+
+def pre_emphasis(x: torch.Tensor, coef: float) -> torch.Tensor:
+    """First-order high-pass ``x[n] − coef·x[n−1]`` along the last axis (drops the first sample)."""
+    return x[..., 1:] - coef * x[..., :-1]
+
+
+def multi_resolution_stft_loss(pred: torch.Tensor, target: torch.Tensor,
+                               resolutions: tuple[tuple[int, int, int], ...] = STFT_RESOLUTIONS,
+                               eps: float = 1e-8) -> torch.Tensor:
+    """Mean over resolutions of spectral convergence + log-magnitude L1 (auraloss's MultiResolutionSTFTLoss)."""
+    total = pred.new_zeros(())
+    n = 0
+    for fft, hop, win in resolutions:
+        if pred.shape[-1] < win:
+            continue
+        window = torch.hann_window(win, device=pred.device, dtype=pred.dtype)
+        sp = torch.stft(pred, fft, hop, win, window, return_complex=True).abs()
+        st = torch.stft(target, fft, hop, win, window, return_complex=True).abs()
+        sc = torch.linalg.norm(st - sp) / (torch.linalg.norm(st) + eps)
+        mag = F.l1_loss(torch.log(sp + eps), torch.log(st + eps))
+        total = total + sc + mag
+        n += 1
+    return total / max(n, 1)
+
+
+def esr_loss(pred: torch.Tensor, target: torch.Tensor, eps: float = 1e-12) -> torch.Tensor:
+    """Per-example ESR averaged over the batch (NAM's losses.esr)."""
+    num = torch.mean((pred - target) ** 2, dim=-1)
+    den = torch.mean(target ** 2, dim=-1) + eps
+    return torch.mean(num / den)
+
+
+@TASKS.register("amp_modelling", modality="audio")
+class AmpModellingTask(TaskModule):
+    """Train a NAM-style audio model on (input window with context, output window) pairs."""
+
+    def __init__(self, model: nn.Module, *, optimizer: str = "adam", learning_rate: float = 0.004,
+                 weight_decay: float = 0.0, momentum: float = 0.9, lr_scheduler: str = "exponential",
+                 lr_decay: float = 0.993, epochs: int = 100, stft_weight: float = 2e-4,
+                 pre_emphasis_coef: float = 0.85, burn_in: int | None = None) -> None:
+        # The base class knows cosine/onecycle/none; "exponential" (NAM's schedule) is handled here.
+        base_sched = "none" if lr_scheduler == "exponential" else lr_scheduler
+        super().__init__(model, optimizer=optimizer, learning_rate=learning_rate, weight_decay=weight_decay,
+                         momentum=momentum, lr_scheduler=base_sched, epochs=epochs)
+        if burn_in is None:
+            # LSTMs start each window from the initial state: let it settle before scoring.
+            burn_in = 0 if int(getattr(model, "receptive_field", 1)) > 1 else 256
+        self.save_hyperparameters(ignore=["model"])
+        self.hparams.burn_in = int(burn_in)
+
+    def configure_optimizers(self) -> Any:
+        if self.hparams.lr_scheduler != "exponential":
+            return super().configure_optimizers()
+        hp = self.hparams
+        opt = torch.optim.Adam([p for p in self.parameters() if p.requires_grad], lr=hp.learning_rate,
+                               weight_decay=hp.weight_decay)
+        sched = torch.optim.lr_scheduler.ExponentialLR(opt, gamma=hp.lr_decay)
+        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "epoch"}}
+
+    def _pred(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        pred = self.model(x)
+        if pred.shape[-1] != y.shape[-1]:
+            raise ValueError(f"model output has {pred.shape[-1]} samples, target {y.shape[-1]}: the input windows "
+                             "must carry receptive_field − 1 samples of context")
+        b = int(self.hparams.burn_in)
+        if b and y.shape[-1] > b:
+            pred, y = pred[..., b:], y[..., b:]
+        return pred, y
+
+    def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:
+        x, y = batch
+        pred, y = self._pred(x, y)
+        mse = F.mse_loss(pred, y)
+        loss = mse
+        if self.hparams.stft_weight > 0:
+            c = float(self.hparams.pre_emphasis_coef)
+            loss = loss + self.hparams.stft_weight * multi_resolution_stft_loss(pre_emphasis(pred, c),
+                                                                                pre_emphasis(y, c))
+        n = x.shape[0]
+        self.log("train_loss", loss, on_step=False, on_epoch=True, prog_bar=True, batch_size=n)
+        self.log("train_mse", mse, on_step=False, on_epoch=True, batch_size=n)
+        return loss
+
+    def _eval(self, batch: tuple[torch.Tensor, torch.Tensor], stage: str) -> torch.Tensor:
+        x, y = batch
+        pred, y = self._pred(x, y)
+        e = esr_loss(pred, y)
+        n = x.shape[0]
+        self.log(f"{stage}_esr", e, on_step=False, on_epoch=True, prog_bar=True, batch_size=n)
+        self.log(f"{stage}_loss", F.mse_loss(pred, y), on_step=False, on_epoch=True, batch_size=n)
+        return e
+
+    def validation_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:
+        return self._eval(batch, "val")
+
+    def test_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:
+        return self._eval(batch, "test")
