@@ -9,6 +9,7 @@ and the others go on. ``check_model`` and ``fitting_models`` answer the CLI's de
 from __future__ import annotations
 
 import logging
+import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -119,11 +120,13 @@ def compile_model(model: nn.Module, spec: ModelSpec | None, out_dir: str | Path,
                   test_X: np.ndarray, test_y: np.ndarray | None = None, metric: str = "accuracy",
                   device: str | Path | DeviceProfile | None = None,
                   exporters: Sequence[str] = DEFAULT_EXPORTERS, golden_vectors: int = 4,
-                  reference_outputs: np.ndarray | None = None) -> CompileReport:
+                  reference_outputs: np.ndarray | None = None,
+                  float_onnx: str | Path | None = None) -> CompileReport:
     """Export ``model`` with each of ``exporters``, verify every artifact on ``test_X``, check ``device``.
 
     ``calib_X`` comes from the training split (int8 calibration; never the test split). ``reference_outputs``
-    are PyTorch's outputs on ``test_X`` if the caller already has them.
+    are PyTorch's outputs on ``test_X`` if the caller already has them; ``float_onnx`` is a float ONNX export of
+    this very model the caller already wrote: it is copied instead of exported again (and still verified).
     """
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -154,7 +157,11 @@ def compile_model(model: nn.Module, spec: ModelSpec | None, out_dir: str | Path,
         onnx_exp = get_exporter("onnx")
 
         def do_onnx(row: VerificationRow) -> None:
-            paths["onnx"] = onnx_exp.export(model, spec, out_dir, calib_X)
+            if float_onnx is not None:
+                paths["onnx"] = out_dir / onnx_exp.file_name
+                shutil.copyfile(float_onnx, paths["onnx"])
+            else:
+                paths["onnx"] = onnx_exp.export(model, spec, out_dir, calib_X)
             row.path, row.seconds = str(paths["onnx"]), onnx_exp.info.get("export_s")
             _compare(row, onnx_exp.run(paths["onnx"], test_X), ref, test_y, metric)
         onnx_row = attempt("ONNX float", do_onnx)

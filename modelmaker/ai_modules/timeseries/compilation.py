@@ -114,10 +114,16 @@ def compile_stage(module, cfg, run_dir: Path, model, X: dict, y: dict, summary: 
              cfg.common.target_device or "-")
     rep = compile_model(model, getattr(model, "spec", None), run_dir, calib, X["test"], test_y, metric=metric,
                         device=cfg.common.target_device, exporters=exporters, golden_vectors=comp.golden_vectors,
-                        reference_outputs=ref)
+                        reference_outputs=ref, float_onnx=_reusable_float_onnx(run_dir, qat_float is None))
     finish(module, cfg, run_dir, rep, summary, quantization_summary(
         "qat" if qat_float is not None else "ptq", metric, float_metric, rep, qat_float), len(calib))
     return model
+
+
+def _reusable_float_onnx(run_dir: Path, weights_unchanged: bool) -> Path | None:
+    """The testing stage's model.onnx, when QAT has not changed the weights since it was exported."""
+    path = run_dir / "model.onnx"
+    return path if weights_unchanged and path.is_file() else None
 
 
 def finish(module, cfg, run_dir: Path, rep, summary: dict, quant: dict | None, calib_samples: int) -> None:
