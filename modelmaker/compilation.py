@@ -153,8 +153,21 @@ def load_model_file(cfg, build_from_config) -> Prepared:
                     notes=[f"model rebuilt from {how}; weights from {path}"])
 
 
+def onnx_outputs(onnx_path: str | Path, X: np.ndarray) -> np.ndarray:
+    """The ONNX file's outputs on ``X``; a file that does not run on the data is a ``ModelFileError``."""
+    from tinyverse.export import run_onnx
+
+    try:
+        return np.asarray(run_onnx(onnx_path, X), dtype=np.float32)
+    except Exception as err:
+        raise ModelFileError(f"compilation.model_path: {Path(onnx_path).name} does not run on the data "
+                             f"(input {'x'.join(map(str, X.shape[1:]))}): {str(err).splitlines()[0][:200]}") \
+            from None
+
+
 def compile_onnx_file(onnx_path: str | Path, out_dir: Path, calib_X: np.ndarray, test_X: np.ndarray,
-                      test_y: np.ndarray | None, metric: str, device: str | None, exporters: list[str] | None):
+                      test_y: np.ndarray | None, metric: str, device: str | None, exporters: list[str] | None,
+                      metric_fn=None):
     """Compile-only for a bare ONNX file: copy, int8 QDQ, both run on the test split, device budgets.
 
     Returns a ``tinyverse.compile.CompileReport``. What needs a spec (TFLite twin, C header, layer rules) is skipped
@@ -162,7 +175,7 @@ def compile_onnx_file(onnx_path: str | Path, out_dir: Path, calib_X: np.ndarray,
     """
     import shutil
 
-    from tinyverse.compile import CompileReport, VerificationRow, _compare, _metric
+    from tinyverse.compile import CompileReport, VerificationRow, _compare, scorer
     from tinyverse.devices import DeviceReport, get_device
     from tinyverse.export import run_onnx
     from tinyverse.quantization import quantize_onnx_static
@@ -170,13 +183,9 @@ def compile_onnx_file(onnx_path: str | Path, out_dir: Path, calib_X: np.ndarray,
     out_dir.mkdir(parents=True, exist_ok=True)
     float_path = out_dir / "model_float.onnx"
     shutil.copyfile(onnx_path, float_path)
-    try:
-        ref = np.asarray(run_onnx(float_path, test_X), dtype=np.float32)
-    except Exception as err:
-        raise ModelFileError(f"compilation.model_path: {Path(onnx_path).name} does not run on the test split "
-                             f"(input {'x'.join(map(str, test_X.shape[1:]))}): {str(err).splitlines()[0][:200]}") \
-            from None
-    rows = [VerificationRow("ONNX float", str(float_path), metric=_metric(ref, test_y, metric), max_abs_diff=0.0,
+    ref = onnx_outputs(float_path, test_X)
+    score = scorer(test_y, metric, metric_fn)
+    rows = [VerificationRow("ONNX float", str(float_path), metric=score(ref), max_abs_diff=0.0,
                             argmax_agreement=1.0 if ref.ndim == 2 and ref.shape[1] > 1 else None)]
     artifacts = {"onnx": str(float_path)}
     skipped = [e for e in (exporters or []) if e not in ("onnx", "onnx_int8")]
@@ -190,7 +199,7 @@ def compile_onnx_file(onnx_path: str | Path, out_dir: Path, calib_X: np.ndarray,
         try:
             q = quantize_onnx_static(float_path, out_dir / "model_int8.onnx", calib_X)
             row.path, row.seconds = str(q), time.perf_counter() - t0
-            _compare(row, run_onnx(q, test_X), ref, test_y, metric)
+            _compare(row, run_onnx(q, test_X), ref, score)
             artifacts["onnx_int8"] = str(q)
         except Exception as err:  # noqa: BLE001 - recorded in the row, like compile_model does
             row.error = str(err).splitlines()[0][:300]

@@ -13,7 +13,7 @@ import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 from torch import nn
@@ -108,10 +108,20 @@ def _metric(y: np.ndarray, test_y: np.ndarray | None, metric: str) -> float | No
     raise ValueError(f"unknown metric {metric!r}; use accuracy, mse or mae")
 
 
-def _compare(row: VerificationRow, y: np.ndarray, ref: np.ndarray, test_y, metric: str) -> None:
+Scorer = Callable[[np.ndarray], "float | None"]
+
+
+def scorer(test_y: np.ndarray | None, metric: str, metric_fn: Callable[[np.ndarray], float] | None = None) -> Scorer:
+    """outputs → the verification metric: ``metric_fn`` when the task gives one, else ``metric`` vs ``test_y``."""
+    if metric_fn is not None:
+        return lambda y: float(metric_fn(y))
+    return lambda y: _metric(y, test_y, metric)
+
+
+def _compare(row: VerificationRow, y: np.ndarray, ref: np.ndarray, score: Scorer) -> None:
     y = np.asarray(y, dtype=np.float32).reshape(ref.shape)
     row.max_abs_diff = float(np.max(np.abs(y - ref)))
-    row.metric = _metric(y, test_y, metric)
+    row.metric = score(y)
     if ref.ndim == 2 and ref.shape[1] > 1:
         row.argmax_agreement = float(np.mean(y.argmax(1) == ref.argmax(1)))
 
@@ -121,12 +131,15 @@ def compile_model(model: nn.Module, spec: ModelSpec | None, out_dir: str | Path,
                   device: str | Path | DeviceProfile | None = None,
                   exporters: Sequence[str] = DEFAULT_EXPORTERS, golden_vectors: int = 4,
                   reference_outputs: np.ndarray | None = None,
-                  float_onnx: str | Path | None = None) -> CompileReport:
+                  float_onnx: str | Path | None = None,
+                  metric_fn: Callable[[np.ndarray], float] | None = None) -> CompileReport:
     """Export ``model`` with each of ``exporters``, verify every artifact on ``test_X``, check ``device``.
 
     ``calib_X`` comes from the training split (int8 calibration; never the test split). ``reference_outputs``
     are PyTorch's outputs on ``test_X`` if the caller already has them; ``float_onnx`` is a float ONNX export of
     this very model the caller already wrote: it is copied instead of exported again (and still verified).
+    ``metric_fn(outputs) -> float`` computes ``metric`` for tasks whose metric is not a plain function of the
+    outputs and ``test_y`` (e.g. an anomaly AUC from reconstructions); it replaces ``test_y`` then.
     """
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -136,7 +149,8 @@ def compile_model(model: nn.Module, spec: ModelSpec | None, out_dir: str | Path,
     calib_X = np.asarray(calib_X, dtype=np.float32)
     ref = np.asarray(reference_outputs if reference_outputs is not None else torch_outputs(model, test_X),
                      dtype=np.float32)
-    rows = [VerificationRow("PyTorch float", None, metric=_metric(ref, test_y, metric), max_abs_diff=0.0,
+    score = scorer(test_y, metric, metric_fn)
+    rows = [VerificationRow("PyTorch float", None, metric=score(ref), max_abs_diff=0.0,
                             argmax_agreement=1.0 if ref.ndim == 2 and ref.shape[1] > 1 else None)]
     artifacts: dict[str, str] = {}
     info: dict[str, Any] = {}
@@ -163,7 +177,7 @@ def compile_model(model: nn.Module, spec: ModelSpec | None, out_dir: str | Path,
             else:
                 paths["onnx"] = onnx_exp.export(model, spec, out_dir, calib_X)
             row.path, row.seconds = str(paths["onnx"]), onnx_exp.info.get("export_s")
-            _compare(row, onnx_exp.run(paths["onnx"], test_X), ref, test_y, metric)
+            _compare(row, onnx_exp.run(paths["onnx"], test_X), ref, score)
         onnx_row = attempt("ONNX float", do_onnx)
         if "onnx" not in wanted:
             rows.remove(onnx_row)
@@ -173,7 +187,7 @@ def compile_model(model: nn.Module, spec: ModelSpec | None, out_dir: str | Path,
             def do_onnx_int8(row: VerificationRow) -> None:
                 paths["onnx_int8"] = q_exp.export(model, spec, out_dir, calib_X, float_path=paths["onnx"])
                 row.path, row.seconds = str(paths["onnx_int8"]), q_exp.info.get("quantize_s")
-                _compare(row, q_exp.run(paths["onnx_int8"], test_X), ref, test_y, metric)
+                _compare(row, q_exp.run(paths["onnx_int8"], test_X), ref, score)
             attempt("ONNX int8", do_onnx_int8)
 
     want_tfl = [e for e in ("tflite", "tflite_int8") if e in wanted or (e == "tflite_int8" and "c_header" in wanted)]
@@ -198,7 +212,7 @@ def compile_model(model: nn.Module, spec: ModelSpec | None, out_dir: str | Path,
                 row.path = str(path)
                 row.seconds = conv.get("convert_int8_s" if "int8" in label else "convert_float_s")
                 y = run(row)
-                _compare(row, y, ref, test_y, metric)
+                _compare(row, y, ref, score)
             attempt(label, body)
 
         lite = get_exporter("tflite_int8")
@@ -232,7 +246,7 @@ def compile_model(model: nn.Module, spec: ModelSpec | None, out_dir: str | Path,
             row.path = str(paths["c_header"])
             y = c_exp.run(paths["c_header"], test_X)
             row.arena_bytes = c_exp.info.get("tflm_arena_bytes")
-            _compare(row, y, ref, test_y, metric)
+            _compare(row, y, ref, score)
             artifacts["model_int8.h"] = c_exp.info["header"]
             if "golden" in c_exp.info:
                 artifacts["golden_vectors.h"] = c_exp.info["golden"]

@@ -26,7 +26,13 @@ def sort_labels(labels: Iterable[Any]) -> list[str]:
 
 @dataclass
 class TimeSeriesData:
-    """Train / val / test arrays shaped (N, C, L) float32 with int64 labels 0..K-1."""
+    """Train / val / test arrays shaped (N, C, L) float32, with targets of one of two kinds:
+
+    - classes (``class_names`` non-empty): int64 labels 0..K-1, shape (N,);
+    - values (``class_names`` empty: regression, forecasting): float32 targets shaped (N, ...) with the same
+      trailing shape in every split (``target_shape``), e.g. (N, 1) for one regressed quantity or (N, C, H) for
+      an H-step forecast of C channels.
+    """
 
     X_train: np.ndarray
     y_train: np.ndarray
@@ -42,7 +48,12 @@ class TimeSeriesData:
         shape = None
         for split in ("train", "val", "test"):
             X = np.ascontiguousarray(getattr(self, f"X_{split}"), dtype=np.float32)
-            y = np.asarray(getattr(self, f"y_{split}"), dtype=np.int64).reshape(-1)
+            y = np.asarray(getattr(self, f"y_{split}"))
+            if self.class_names:
+                y = y.astype(np.int64).reshape(-1)
+            else:
+                y = np.ascontiguousarray(y, dtype=np.float32)
+                y = y.reshape(len(y), 1) if y.ndim == 1 else y
             if X.ndim != 3:
                 raise ValueError(f"X_{split} must be shaped (N, C, L), got {X.shape}")
             if len(X) != len(y):
@@ -50,7 +61,10 @@ class TimeSeriesData:
             if shape is not None and X.shape[1:] != shape:
                 raise ValueError(f"X_{split} is shaped {X.shape[1:]} per sample, X_train {shape}")
             shape = X.shape[1:]
-            if len(y) and (y.min() < 0 or y.max() >= len(self.class_names)):
+            if not self.class_names and split != "train" and y.shape[1:] != self.y_train.shape[1:]:
+                raise ValueError(f"y_{split} targets are shaped {y.shape[1:]} per sample, y_train "
+                                 f"{self.y_train.shape[1:]}")
+            if self.class_names and len(y) and (y.min() < 0 or y.max() >= len(self.class_names)):
                 raise ValueError(f"y_{split} holds labels outside 0..{len(self.class_names) - 1}")
             setattr(self, f"X_{split}", X)
             setattr(self, f"y_{split}", y)
@@ -66,7 +80,17 @@ class TimeSeriesData:
 
     @property
     def num_classes(self) -> int:
+        """0 for value targets."""
         return len(self.class_names)
+
+    @property
+    def is_classification(self) -> bool:
+        return bool(self.class_names)
+
+    @property
+    def target_shape(self) -> tuple[int, ...]:
+        """Per-sample target shape: () for class labels, e.g. (1,) or (C, H) for values."""
+        return tuple(self.y_train.shape[1:])
 
     @property
     def input_shape(self) -> tuple[int, int]:
@@ -84,9 +108,10 @@ class TimeSeriesData:
         for split in ("train", "val", "test"):
             _, y = self.split(split)
             counts[split] = int(len(y))
-            hist = np.bincount(y, minlength=self.num_classes)
-            per_class[split] = {c: int(n) for c, n in zip(self.class_names, hist)}
-        return {
+            if self.class_names:
+                hist = np.bincount(y, minlength=self.num_classes)
+                per_class[split] = {c: int(n) for c, n in zip(self.class_names, hist)}
+        out = {
             "name": self.name,
             "input_shape": list(self.input_shape),
             "num_channels": self.num_channels,
@@ -94,8 +119,14 @@ class TimeSeriesData:
             "num_classes": self.num_classes,
             "class_names": list(self.class_names),
             "counts": counts,
-            "per_class": per_class,
         }
+        if self.class_names:
+            out["per_class"] = per_class
+        else:
+            out["target_shape"] = list(self.target_shape)
+        if self.info.get("warnings"):  # from tinyverse.data.checks, shown in the run report
+            out["warnings"] = list(self.info["warnings"])
+        return out
 
 
 def stratified_split(X: Any, y: Any, fraction: float, seed: int = 42) -> tuple[Any, Any, Any, Any]:

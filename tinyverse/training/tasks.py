@@ -8,14 +8,17 @@ from __future__ import annotations
 
 import inspect
 import math
+from pathlib import Path
 from typing import Any, Callable, Literal
 
 import lightning as L
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 from torchmetrics.classification import MulticlassAccuracy
 
+from tinyverse.evaluation import Evaluation
 from tinyverse.training.augment import BatchAugment
 from tinyverse.registry import DATASETS, MODEL_REGISTRY, TASKS
 
@@ -68,6 +71,24 @@ class TaskModule(L.LightningModule):
         total_steps = max(1, math.ceil(steps_per_epoch * max(hp.epochs, max_epochs)))
         sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=hp.learning_rate, total_steps=total_steps)
         return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
+
+    # -- the task kind as the pipeline sees it. Classmethods: a compile-only run has outputs but no trained module.
+    default_monitor: tuple[str, str] = ("val_loss", "min")  # (metric, "min"|"max") when training.monitor is unset
+
+    @classmethod
+    def evaluate(cls, outputs: dict[str, np.ndarray], data: Any) -> Evaluation | None:
+        """Test metrics from the model's outputs per split ("val", "test") and the dataset (its ``y_*`` arrays).
+
+        None (the default for registered tasks that do not override it) means: no metrics, only output
+        differences in the verification table.
+        """
+        return None
+
+    @classmethod
+    def write_plots(cls, run_dir: Path, outputs: dict[str, np.ndarray], data: Any, evaluation: Evaluation,
+                    title: str) -> list[Path]:
+        """The task's test-split figures in ``run_dir``; returns the files written."""
+        return []
 
     def on_train_epoch_start(self) -> None:
         # The learning rate the epoch starts with, as one stable "lr" column whatever the optimizer is called.
@@ -156,6 +177,24 @@ class ClassificationTask(TaskModule):
 
     ``num_classes`` defaults to what the model says it predicts (see :func:`infer_num_classes`).
     """
+
+    default_monitor = ("val_acc", "max")
+
+    @classmethod
+    def evaluate(cls, outputs: dict[str, np.ndarray], data: Any) -> Evaluation:
+        from tinyverse.evaluation.classification import evaluate_classification
+
+        return evaluate_classification(outputs["test"], data.y_test, data.num_classes)
+
+    @classmethod
+    def write_plots(cls, run_dir: Path, outputs: dict[str, np.ndarray], data: Any, evaluation: Evaluation,
+                    title: str) -> list[Path]:
+        from tinyverse.training.plots import plot_confusion_matrix
+
+        path = Path(run_dir) / "confusion_matrix.png"
+        plot_confusion_matrix(data.y_test, outputs["test"].argmax(axis=1), data.class_names, path,
+                              title=f"{title} (test acc {evaluation.metrics['accuracy']:.1%})")
+        return [path]
 
     def __init__(self, model: nn.Module, num_classes: int | None = None, *, optimizer: OptimizerName = "adam",
                  learning_rate: float = 1e-3, weight_decay: float = 0.0, momentum: float = 0.9,

@@ -8,14 +8,12 @@ from typing import Any
 
 import numpy as np
 
-from modelmaker.compilation import (ModelFileError, Prepared, compile_onnx_file, load_model_file, precheck_device,
-                                    write_device_check)
+from modelmaker.compilation import (ModelFileError, Prepared, compile_onnx_file, load_model_file, onnx_outputs,
+                                    precheck_device, write_device_check)
 from modelmaker.run_folder import write_json
 
 log = logging.getLogger("modelmaker")
 
-# The metric the verification table reports per task (higher is better only for accuracy).
-COMPILE_METRIC = {"classification": "accuracy", "regression": "mse", "forecasting": "mse"}
 # Rows to read the deployed int8 metric from, best first.
 INT8_ROWS = ("TFLite int8 (TFLM)", "TFLite int8 (LiteRT)", "ONNX int8")
 
@@ -53,9 +51,24 @@ def prepare(module, cfg, data) -> Prepared:
     return prep
 
 
-def _metric_and_targets(cfg, y_test: np.ndarray) -> tuple[str, np.ndarray | None]:
-    metric = COMPILE_METRIC.get(cfg.common.task_type)
-    return (metric, y_test) if metric else ("mse", None)  # other tasks: output differences only
+def split_outputs(model, X: dict, batch_size: int) -> dict[str, np.ndarray]:
+    """The model's outputs on the val and test splits (what a task's ``evaluate`` reads)."""
+    from tinyverse.export import torch_outputs
+
+    return {s: torch_outputs(model, X[s], batch_size=batch_size) for s in ("val", "test") if len(X[s])}
+
+
+def evaluate(task, outputs: dict[str, np.ndarray], data):
+    """``task.evaluate(outputs, data)``; None for a registered LightningModule that is not a TaskModule."""
+    fn = getattr(task, "evaluate", None)
+    return fn(outputs, data) if callable(fn) else None
+
+
+def _verification_metric(evaluation) -> tuple[str, Any]:
+    """(metric name, outputs → value) of the verification table; output differences only without a task metric."""
+    if evaluation is None or evaluation.metric_fn is None:
+        return "mse", None
+    return evaluation.headline, evaluation.metric_fn
 
 
 def _calibration(X_train: np.ndarray, n: int, seed: int) -> np.ndarray:
@@ -86,15 +99,23 @@ def quantization_summary(mode: str, metric: str, float_metric, rep, qat_float=No
     return out
 
 
-def compile_stage(module, cfg, run_dir: Path, model, X: dict, y: dict, summary: dict) -> Any:
-    """QAT (optional), then ``compile_model`` into the run folder; fills summary and the report blocks."""
-    from tinyverse.compile import DEFAULT_EXPORTERS, _metric, compile_model
+def compile_stage(module, cfg, run_dir: Path, model, X: dict, y: dict, summary: dict, task=None, data=None,
+                  evaluation=None) -> Any:
+    """QAT (optional), then ``compile_model`` into the run folder; fills summary and the report blocks.
+
+    ``evaluation`` is the testing stage's (computed here when testing is disabled); its ``metric_fn`` is the
+    verification table's metric, recomputed for every artifact.
+    """
+    from tinyverse.compile import DEFAULT_EXPORTERS, compile_model
     from tinyverse.export import torch_outputs
 
     comp, t = cfg.compilation, cfg.training
-    metric, test_y = _metric_and_targets(cfg, y["test"])
-    ref = torch_outputs(model, X["test"], batch_size=cfg.testing.batch_size)
-    float_metric = _metric(ref, test_y, metric)
+    outputs = split_outputs(model, X, cfg.testing.batch_size)
+    if evaluation is None and task is not None and data is not None:
+        evaluation = evaluate(task, outputs, data)
+    metric, metric_fn = _verification_metric(evaluation)
+    ref = outputs["test"]
+    float_metric = metric_fn(ref) if metric_fn else None
     qat_float = None
     if t.quantization == "qat" and t.qat_epochs > 0:
         from tinyverse.quantization import qat_finetune
@@ -107,14 +128,15 @@ def compile_stage(module, cfg, run_dir: Path, model, X: dict, y: dict, summary: 
 
         torch.save(model.state_dict(), run_dir / "model_qat.pt")
         ref = torch_outputs(model, X["test"], batch_size=cfg.testing.batch_size)
-        qat_float = _metric(ref, test_y, metric)
+        qat_float = metric_fn(ref) if metric_fn else None
     calib = _calibration(X["train"], comp.calibration_samples, cfg.common.seed)
     exporters = list(comp.exporters) if comp.exporters is not None else list(DEFAULT_EXPORTERS)
     log.info("compiling: %s, calibration on %d training samples, device %s", ", ".join(exporters), len(calib),
              cfg.common.target_device or "-")
-    rep = compile_model(model, getattr(model, "spec", None), run_dir, calib, X["test"], test_y, metric=metric,
+    rep = compile_model(model, getattr(model, "spec", None), run_dir, calib, X["test"], None, metric=metric,
                         device=cfg.common.target_device, exporters=exporters, golden_vectors=comp.golden_vectors,
-                        reference_outputs=ref, float_onnx=_reusable_float_onnx(run_dir, qat_float is None))
+                        reference_outputs=ref, float_onnx=_reusable_float_onnx(run_dir, qat_float is None),
+                        metric_fn=metric_fn)
     finish(module, cfg, run_dir, rep, summary, quantization_summary(
         "qat" if qat_float is not None else "ptq", metric, float_metric, rep, qat_float), len(calib))
     return model
@@ -178,9 +200,9 @@ def report_blocks(module, spec, device_report) -> None:
 def run_onnx_file(module, cfg, run_dir: Path, data, prep: Prepared) -> dict[str, Any]:
     """Compile-only for an ``.onnx`` file: int8 QDQ, verification on the test split, spec-free device checks."""
     from tinyverse.compile import DEFAULT_EXPORTERS
+    from tinyverse.registry import TASKS
 
-    X = {s: as_nchw(getattr(data, f"X_{s}")) for s in ("train", "test")}
-    metric, test_y = _metric_and_targets(cfg, data.y_test)
+    X = {s: as_nchw(getattr(data, f"X_{s}")) for s in ("train", "val", "test")}
     comp = cfg.compilation
     summary: dict[str, Any] = {"modality": module.name, "task_type": cfg.common.task_type,
                                "dataset": data.summary(),
@@ -188,9 +210,16 @@ def run_onnx_file(module, cfg, run_dir: Path, data, prep: Prepared) -> dict[str,
     module.report_blocks = {"Notes": "\n".join(f"- {n}" for n in prep.notes)}
     if not comp.enable:
         return summary
+    # The task's metric on the file's own outputs (there is no PyTorch model to compare with).
+    outputs = {s: onnx_outputs(prep.model_path, X[s]) for s in ("val", "test") if len(X[s])}
+    evaluation = evaluate(TASKS.get(cfg.common.task_type), outputs, data)
+    if evaluation is not None:
+        summary["test"] = evaluation.to_dict()
+    metric, metric_fn = _verification_metric(evaluation)
     calib = _calibration(X["train"], comp.calibration_samples, cfg.common.seed)
-    rep = compile_onnx_file(prep.model_path, run_dir, calib, X["test"], test_y, metric, cfg.common.target_device,
-                            list(comp.exporters) if comp.exporters is not None else list(DEFAULT_EXPORTERS))
+    rep = compile_onnx_file(prep.model_path, run_dir, calib, X["test"], None, metric, cfg.common.target_device,
+                            list(comp.exporters) if comp.exporters is not None else list(DEFAULT_EXPORTERS),
+                            metric_fn=metric_fn)
     float_metric = rep.rows[0].metric
     finish(module, cfg, run_dir, rep, summary, quantization_summary("ptq", metric, float_metric, rep), len(calib))
     module.report_blocks["Skipped"] = "\n".join(f"- {k}: {v}" for k, v in rep.info.get("skipped", {}).items())

@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 
 from modelmaker.ai_modules import AI_MODULES
-from modelmaker.ai_modules.timeseries.constants import DEFAULT_MONITOR, MODALITY, TASK_TYPES
+from modelmaker.ai_modules.timeseries.constants import HIGHER_IS_BETTER_SUFFIXES, MODALITY, TASK_TYPES
 from modelmaker.run_folder import write_json
 
 log = logging.getLogger("modelmaker")
@@ -26,22 +26,36 @@ class TimeSeriesModule:
 
     def load_data(self, cfg):
         from tinyverse.data import load_registered
+        from tinyverse.data.checks import check_dataset, check_finite
         from tinyverse.data.splits import TimeSeriesData
 
         data = load_registered(cfg.dataset.name, cfg.dataset.params, TimeSeriesData, "the timeseries modality")
-        return self.apply_feature_extraction(cfg, data)
+        source = f"dataset.name: {cfg.dataset.name}"
+        check_finite(data, source)  # NaN in the raw data is named here, not found as a NaN loss in training
+        data = self.apply_feature_extraction(cfg, data)
+        fe = " -> ".join(data.info.get("feature_extraction", []))
+        found = check_dataset(data, source, stage=f"feature_extraction ({fe})" if fe else "",
+                              need_test=cfg.testing.enable or cfg.compilation.enable)
+        data.info["warnings"] = [*data.info.get("warnings", []), *found]  # dataset.json and the report show them
+        for warning in found:
+            log.warning(warning)
+        return data
 
     def apply_feature_extraction(self, cfg, data):
         """``feature_extraction.transforms`` (TRANSFORMS entries) in order, fitted on train, applied to every split."""
         fe = cfg.feature_extraction
-        if not fe.enable or not fe.transforms:
+        specs = ([(fe.preset, {})] if fe.preset else []) + [(t.name, t.params) for t in fe.transforms]
+        self.fitted_transforms = []
+        if not fe.enable or not specs:
             return data
         import dataclasses
 
         from tinyverse.transforms import apply_transforms
 
-        specs = [(t.name, t.params) for t in fe.transforms]
-        splits, _ = apply_transforms(specs, {s: getattr(data, f"X_{s}") for s in ("train", "val", "test")})
+        splits, fitted = apply_transforms(specs, {s: getattr(data, f"X_{s}") for s in ("train", "val", "test")})
+        # Kept for the golden feature vectors: device code recomputes these features from raw samples.
+        self.fitted_transforms = [(name, dict(params), t) for (name, params), t in zip(specs, fitted)]
+        self.raw_test_X = data.X_test
         info = {**data.info, "feature_extraction": [name for name, _ in specs]}
         log.info("feature extraction %s: input %s -> %s", " -> ".join(n for n, _ in specs),
                  "x".join(map(str, data.input_shape)), "x".join(map(str, splits["train"].shape[1:])))
@@ -56,15 +70,23 @@ class TimeSeriesModule:
         # The data decide the input shape and class count unless the user pinned them.
         if "input_shape" in accepted:
             args.setdefault("input_shape", list(data.input_shape))
-        if "num_classes" in accepted:
+        if "num_classes" in accepted and data.is_classification:
             args.setdefault("num_classes", data.num_classes)
+        if "num_outputs" in accepted and not data.is_classification:  # value targets: one output per value
+            args.setdefault("num_outputs", int(np.prod(data.target_shape)))
         return create_model(cfg.training.model_name, **args), args
 
     def prepare(self, cfg, data):
         """The model (built, or loaded from compilation.model_path) and its device check, before the run folder."""
         from modelmaker.ai_modules.timeseries.compilation import prepare
+        from tinyverse.data.checks import check_length
 
-        return prepare(self, cfg, data)
+        prepared = prepare(self, cfg, data)
+        receptive_field = getattr(prepared.model, "receptive_field", None)
+        if receptive_field and data is not None:  # shorter series would be mostly padding
+            check_length(data, int(receptive_field), f"the receptive field of {prepared.model_name or 'the model'}",
+                         f"dataset.name: {cfg.dataset.name}")
+        return prepared
 
     def run(self, cfg, run_dir: Path, resume: bool = False, data=None, prepared=None) -> dict[str, Any]:
         import torch
@@ -72,13 +94,15 @@ class TimeSeriesModule:
         from tinyverse.export import export_onnx, run_onnx, torch_outputs
         from tinyverse.training import TrainConfig, fit, load_task_weights
         from tinyverse.training.tasks import build_task
-        from tinyverse.training.plots import plot_confusion_matrix, plot_loss_curves
+        from tinyverse.training.plots import plot_loss_curves
 
         task_type = cfg.common.task_type
         data = data if data is not None else self.load_data(cfg)
         write_json(run_dir / "dataset.json", {"summary": data.summary(), "info": data.info})
-        log.info("dataset %s: train %d / val %d / test %d, input %s, %d classes", data.name, len(data.y_train),
-                 len(data.y_val), len(data.y_test), "x".join(map(str, data.input_shape)), data.num_classes)
+        log.info("dataset %s: train %d / val %d / test %d, input %s, %s", data.name, len(data.y_train),
+                 len(data.y_val), len(data.y_test), "x".join(map(str, data.input_shape)),
+                 f"{data.num_classes} classes" if data.is_classification
+                 else f"targets {'x'.join(map(str, data.target_shape))}")
 
         from modelmaker.ai_modules.timeseries import compilation as comp_stage
 
@@ -109,12 +133,12 @@ class TimeSeriesModule:
         X = {s: as_nchw(getattr(data, f"X_{s}")) for s in ("train", "val", "test")}
         y = {s: getattr(data, f"y_{s}") for s in ("train", "val", "test")}
         t = cfg.training
-        monitor, mode = (t.monitor, "max" if t.monitor and t.monitor.endswith(("acc", "f1")) else "min") \
-            if t.monitor else DEFAULT_MONITOR.get(task_type, ("val_loss", "min"))  # registered tasks: val_loss
         task = build_task(task_type, model, optimizer=t.optimizer, learning_rate=t.learning_rate,
                           weight_decay=t.weight_decay, lr_scheduler=t.lr_scheduler, epochs=t.epochs,
-                          label_smoothing=t.label_smoothing, num_classes=data.num_classes,
-                                    augmentation=t.augmentation.model_dump())
+                          label_smoothing=t.label_smoothing, num_classes=data.num_classes or None,
+                          augmentation=t.augmentation.model_dump())
+        monitor, mode = (t.monitor, "max" if t.monitor.endswith(HIGHER_IS_BETTER_SUFFIXES) else "min") \
+            if t.monitor else getattr(task, "default_monitor", ("val_loss", "min"))
         train_cfg = TrainConfig(
             epochs=t.epochs, batch_size=t.batch_size, seed=cfg.common.seed, accelerator=t.accelerator,
             devices=t.devices, num_nodes=t.num_nodes, strategy=t.strategy, precision=t.precision,
@@ -130,27 +154,36 @@ class TimeSeriesModule:
             plot_loss_curves(result.metrics_csv, run_dir / "loss_curves.png")
         model = task.model.eval()
 
+        evaluation = None
         if cfg.testing.enable:
-            logits = torch_outputs(model, X["test"], batch_size=cfg.testing.batch_size)
-            pred = logits.argmax(axis=1)
-            acc = float((pred == y["test"]).mean())
-            summary["test"] = {"accuracy": acc, "num_samples": int(len(y["test"]))}
-            plot_confusion_matrix(y["test"], pred, data.class_names, run_dir / "confusion_matrix.png",
-                                  title=f"{cfg.training.model_name} on {data.name} (test acc {acc:.1%})")
-            log.info("test accuracy %.2f%% on %d samples", 100 * acc, len(y["test"]))
+            outputs = comp_stage.split_outputs(model, X, cfg.testing.batch_size)
+            evaluation = comp_stage.evaluate(task, outputs, data)
+            if evaluation is not None:
+                summary["test"] = evaluation.to_dict()
+                task.write_plots(run_dir, outputs, data, evaluation,
+                                 f"{cfg.training.model_name or prepared.model_name} on {data.name}")
+                log.info("test: %s", ", ".join(f"{k} {v:.4g}" for k, v in evaluation.metrics.items()))
 
             # The float ONNX model is checked on the whole test split, against PyTorch.
             onnx_path = export_onnx(model, run_dir / "model.onnx", (torch.as_tensor(X["train"][:2]),))
-            onnx_logits = run_onnx(onnx_path, X["test"])
-            diff = float(np.abs(onnx_logits - logits).max())
-            onnx_acc = float((onnx_logits.argmax(axis=1) == y["test"]).mean())
-            summary["onnx"] = {"path": onnx_path.name, "max_abs_diff": diff, "accuracy": onnx_acc,
-                               "argmax_agreement": float((onnx_logits.argmax(1) == pred).mean()),
-                               "parity": bool(diff < 1e-4 and onnx_acc == acc)}
-            log.info("ONNX parity on the test split: max |diff| %.2e, accuracy %.2f%%", diff, 100 * onnx_acc)
+            ref, onnx_out = outputs["test"], run_onnx(onnx_path, X["test"]).reshape(outputs["test"].shape)
+            diff = float(np.abs(onnx_out - ref).max())
+            summary["onnx"] = {"path": onnx_path.name, "max_abs_diff": diff, "parity": diff < 1e-4}
+            if evaluation is not None and evaluation.metric_fn is not None:
+                onnx_metric = evaluation.metric_fn(onnx_out)
+                summary["onnx"][evaluation.headline] = onnx_metric
+                summary["onnx"]["parity"] = bool(diff < 1e-4 and onnx_metric == evaluation.value)
+            if ref.ndim == 2 and ref.shape[1] > 1:
+                summary["onnx"]["argmax_agreement"] = float((onnx_out.argmax(1) == ref.argmax(1)).mean())
+            log.info("ONNX parity on the test split: max |diff| %.2e", diff)
         comp_stage.report_blocks(self, spec, prepared.device_report)
         if prepared.device_report is not None:
             summary["device"] = prepared.device_report.to_dict()
+        if cfg.compilation.enable and getattr(self, "fitted_transforms", None):  # golden features for device code
+            from tinyverse.transforms.golden import export_feature_extraction
+
+            summary["feature_extraction"] = export_feature_extraction(
+                self.fitted_transforms, self.raw_test_X, run_dir, count=cfg.compilation.golden_vectors)
         if cfg.compilation.enable:  # quantize (PTQ or QAT), export, verify every artifact, check the device
-            model = comp_stage.compile_stage(self, cfg, run_dir, model, X, y, summary)
+            model = comp_stage.compile_stage(self, cfg, run_dir, model, X, y, summary, task, data, evaluation)
         return summary
