@@ -27,6 +27,18 @@ def _detach(handler: logging.Handler) -> None:
     handler.close()
 
 
+def seed_everything(seed: int) -> None:
+    """Python, NumPy and torch generators (what Lightning's seed_everything seeds, without its log line)."""
+    import random
+
+    import numpy as np
+    import torch
+
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
 def load_run_config(config_path: str | Path, overrides: dict | None = None, *, strict_extensions: bool = False):
     """Load extensions (entry points, ``~/.tinyverse/extensions``, ``TINYVERSE_EXTENSIONS``, then the config's
     ``extensions:`` list) and validate the config, whose names may come from them."""
@@ -49,6 +61,9 @@ def run(config_path: str | Path, resume: str | Path | None = None, overrides: di
     cfg = load_run_config(config_path, overrides, strict_extensions=strict_extensions)
     module = AI_MODULES.get(cfg.common.modality)()
     started = time.time()
+    # Seed before anything draws random numbers: the model's initial weights are drawn in prepare(), before the
+    # trainer seeds itself, and a run must be the same run in every process.
+    seed_everything(cfg.common.seed)
     # Data errors (missing folder, bad files) surface before a run folder exists.
     data = module.load_data(cfg) if cfg.dataset.enable else None
     # So do model errors and device checks (compilation.strict): a model that cannot fit fails in seconds.
