@@ -24,9 +24,10 @@ def _user_errors() -> tuple[type[BaseException], ...]:
     from tinyverse.extensions import ExtensionError
     from tinyverse.layers import SpecError
     from tinyverse.registry import RegistryError
+    from tinyverse.transforms import TransformError
 
     return (ConfigError, RunFolderError, DatasetError, SpecError, RegistryError, ExportError, ExtensionError,
-            DeviceCheckError, ModelFileError, ProfileError)
+            DeviceCheckError, ModelFileError, ProfileError, TransformError)
 
 
 def build_parser() -> argparse.ArgumentParser:

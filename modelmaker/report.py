@@ -37,7 +37,21 @@ def _dataset(ds: Mapping[str, Any]) -> str:
     rows = [("name", ds.get("name")), ("input shape", "x".join(map(str, ds.get("input_shape") or [])) or None),
             ("classes", ds.get("num_classes"))]
     rows += [(f"{split} samples", n) for split, n in (ds.get("counts") or {}).items()]
-    return _kv_table(rows)
+    out = _kv_table(rows)
+    if ds.get("warnings"):  # dataset checks that did not stop the run
+        out += "\n\n**Warnings**\n\n" + "\n".join(f"- {w}" for w in ds["warnings"])
+    return out
+
+
+def _shape(shape: Any) -> str | None:
+    return "x".join(map(str, shape or [])) or None
+
+
+def _feature_extraction(fe: Mapping[str, Any]) -> str:
+    return _kv_table([("transforms", " -> ".join(fe.get("transforms") or []) or None),
+                      ("raw input (channels x length)", _shape(fe.get("input_shape"))),
+                      ("features (channels x length)", _shape(fe.get("output_shape"))),
+                      ("pipeline and arithmetic", fe.get("file")), ("golden feature vectors", fe.get("golden"))])
 
 
 def _model(m: Mapping[str, Any]) -> str:
@@ -86,6 +100,8 @@ def render_report(summary: Mapping[str, Any], run_dir: str | Path | None = None,
             out.extend([f"## {name}", "", body.strip(), ""])
 
     section("Dataset", _dataset(summary["dataset"]) if summary.get("dataset") else None)
+    fe = summary.get("feature_extraction")
+    section("Feature extraction", _feature_extraction(fe) if isinstance(fe, Mapping) else None)
     section("Model", _model(summary["model"]) if summary.get("model") else None)
     section("Model summary", None)  # the spec's layer table, when the modality has one
     tr = summary.get("training")

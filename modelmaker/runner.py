@@ -39,6 +39,23 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
+def _fail_if_measured_over_budget(cfg, summary: dict[str, Any], run_dir: Path) -> None:
+    """The spec fitted before training, but what was compiled (file size, TFLM arena, ops) did not.
+
+    With ``compilation.strict`` that is a failed run (exit code 2), after the run folder and its report are
+    complete, so the user can read why; ``strict: false`` keeps it a warning in the report.
+    """
+    device = summary.get("device") or {}
+    if "compilation" not in summary or device.get("fits", True) or not cfg.compilation.strict:
+        return
+    from modelmaker.compilation import DeviceCheckError
+
+    raise DeviceCheckError("\n".join(
+        [f"the compiled model does not fit {device.get('device')} (set compilation.strict: false to keep such a "
+         f"run as a success; the run folder is complete: {run_dir / 'report.md'}):"]
+        + [f"  - {v}" for v in device.get("violations", [])]))
+
+
 def load_run_config(config_path: str | Path, overrides: dict | None = None, *, strict_extensions: bool = False):
     """Load extensions (entry points, ``~/.tinyverse/extensions``, ``TINYVERSE_EXTENSIONS``, then the config's
     ``extensions:`` list) and validate the config, whose names may come from them."""
@@ -86,6 +103,7 @@ def run(config_path: str | Path, resume: str | Path | None = None, overrides: di
         write_json(run_dir / "summary.json", summary)
         write_report(run_dir, summary, getattr(module, "report_blocks", None))
         log.info("done in %.1f s: %s", summary["wall_time_s"], run_dir / "summary.json")
+        _fail_if_measured_over_budget(cfg, summary, run_dir)
         return summary
     finally:
         _detach(handler)

@@ -103,6 +103,30 @@ def test_too_big_model_fails_before_the_run_folder(tmp_path, capsys):
     assert not (tmp_path / "projects" / "tiny").exists()
 
 
+def test_measured_size_over_budget_fails_after_the_run(compiled_run, tmp_path, capsys):
+    """The spec's flash estimate fits, the converted .tflite does not: strict → exit 2, folder complete."""
+    _, summary = compiled_run
+    estimate = summary["device"]["totals"]["flash_bytes"]
+    measured = summary["device"]["measured"]["tflite_int8_bytes"]
+    assert estimate < measured  # the .tflite carries a graph, not only int8 weights
+    board = tmp_path / "board.yaml"
+    board.write_text(yaml.safe_dump({**TINY_BOARD, "flash_bytes": (estimate + measured) // 2,
+                                     "ram_bytes": 10**6, "max_macs_per_inference": None}))
+    cfg = write_config(tmp_path / "over.yaml", tmp_path / "projects", device=str(board), training={"epochs": 1},
+                       compilation={"exporters": ["tflite_int8"]})
+    assert main(["run", str(cfg)]) == 2
+    err = capsys.readouterr().err.splitlines()
+    assert "compiled model does not fit tiny-test-board" in err[0]
+    assert err[1].startswith("  - flash: the int8 .tflite is")
+    run_dir = tmp_path / "projects" / "tiny"
+    assert json.loads((run_dir / "summary.json").read_text())["device"]["fits"] is False
+    assert "flash: the int8 .tflite" in (run_dir / "report.md").read_text()
+    # strict: false keeps the same outcome a successful run with the violation in its report
+    cfg = write_config(tmp_path / "over2.yaml", tmp_path / "projects", device=str(board), training={"epochs": 1},
+                       compilation={"exporters": ["tflite_int8"], "strict": False}, run_name="lenient")
+    assert main(["run", str(cfg)]) == 0
+
+
 def test_strict_false_warns_and_trains(tmp_path, caplog):
     board = tmp_path / "tiny_board.yaml"
     board.write_text(yaml.safe_dump(TINY_BOARD))

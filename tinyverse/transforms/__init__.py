@@ -11,6 +11,11 @@ The interface a transform meets (built-in or registered by an extension):
 
 :func:`apply_transforms` builds them in order, fits each on the (already transformed) training split and
 applies it to every split; a transform that breaks the interface gets a one-line error naming its file.
+
+Built-in primitives (one module per concept): ``framing`` (Frame, Concat), ``spectral`` (FFT, Magnitude,
+DropDCBin, Binning, LogDB), ``scaling`` (Standardize, MinMaxScale, RemoveMean), ``resampling`` (Downsample),
+``statistics`` (Statistics); ``presets`` composes them into TI's named presets; ``golden`` writes the fitted
+pipeline's golden feature vectors as a C header. Each built-in has ``arithmetic()``: its exact computation.
 """
 from __future__ import annotations
 
@@ -34,6 +39,10 @@ class Transform:
 
     def __call__(self, X: np.ndarray) -> np.ndarray:  # pragma: no cover - interface
         raise NotImplementedError
+
+    def arithmetic(self) -> str:
+        """What the transform computes, exactly enough for device C code to reproduce (override it)."""
+        return f"{type(self).__name__}: see {_where(self).rstrip(': ')}"
 
 
 def _where(obj: Any) -> str:

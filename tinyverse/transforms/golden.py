@@ -1,0 +1,153 @@
+"""Golden feature vectors: raw inputs and the features the fitted pipeline computes for them, as a C header.
+
+Device code that re-implements the feature extraction checks itself against ``features_golden.h``; the
+pipeline itself (each transform's parameters, fitted statistics, shapes and arithmetic) goes to
+``feature_extraction.json``. Arrays are per sample, (channels, length) row-major: x[c][n] at c*L + n.
+"""
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from typing import Any, Iterable, Sequence
+
+import numpy as np
+
+from tinyverse.transforms import _check
+
+
+def _steps(pipeline: Iterable[Any]) -> list[tuple[str, dict, Any]]:
+    """``[(name, params, transform)]`` from triples or from bare fitted transforms."""
+    out = []
+    for item in pipeline:
+        if isinstance(item, tuple):
+            name, params, transform = item
+            out.append((str(name), dict(params or {}), transform))
+        else:
+            out.append((type(item).__name__, {}, item))
+    return out
+
+
+def run_pipeline(pipeline: Iterable[Any], X: np.ndarray) -> np.ndarray:
+    """The fitted transforms applied in order, with the same float32 rounding between them as training used."""
+    out = np.asarray(X, dtype=np.float32)
+    for name, _, transform in _steps(pipeline):
+        out = _check(transform(out), out, name, transform, "golden")
+    return out
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, (np.integer, np.floating, np.bool_)):
+        return value.item()
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    return None  # not data (a callable, a nested object): left out of the record
+
+
+def transform_state(transform: Any) -> dict:
+    """Parameters and fitted statistics: the public attributes that are plain data (presets: per step)."""
+    if hasattr(transform, "transforms") and hasattr(transform, "steps"):  # a Preset
+        return {"steps": [{"name": n, "params": dict(p), "state": transform_state(t)}
+                          for (n, p), t in zip(transform.steps, transform.transforms)]}
+    attrs = vars(transform) if hasattr(transform, "__dict__") else {}
+    return {k: _jsonable(v) for k, v in attrs.items() if not k.startswith("_") and _jsonable(v) is not None}
+
+
+def describe_pipeline(pipeline: Iterable[Any], X: np.ndarray) -> dict:
+    """The ``feature_extraction.json`` record: each step's name, params, shapes, state and arithmetic."""
+    out = np.asarray(X, dtype=np.float32)
+    steps = []
+    for name, params, transform in _steps(pipeline):
+        before = list(out.shape[1:])
+        out = _check(transform(out), out, name, transform, "golden")
+        arithmetic = transform.arithmetic() if hasattr(transform, "arithmetic") else ""
+        steps.append({"name": name, "params": _jsonable(params), "input_shape": before,
+                      "output_shape": list(out.shape[1:]), "arithmetic": arithmetic,
+                      "state": transform_state(transform)})
+    return {"input_shape": list(np.shape(X)[1:]), "output_shape": list(out.shape[1:]), "dtype": "float32",
+            "layout": "per sample (channels, length), row-major", "fitted_on": "train", "transforms": steps}
+
+
+def c_float(value: float) -> str:
+    """A float32 as a C literal that reads back to the same float32 (9 significant digits)."""
+    if not np.isfinite(value):
+        raise ValueError(f"cannot write the non-finite value {value} as a C float literal")
+    text = f"{float(np.float32(value)):.9g}"
+    if not any(ch in text for ch in ".e"):
+        text += ".0"  # 3f is not a C literal, 3.0f is
+    return text + "f"
+
+
+def _c_floats(values: np.ndarray, per_line: int = 8) -> str:
+    v = [c_float(x) for x in np.asarray(values, dtype=np.float32).reshape(-1)]
+    return ",\n".join("    " + ", ".join(v[i:i + per_line]) for i in range(0, len(v), per_line))
+
+
+def write_features_golden(pipeline: Sequence[Any], X_raw: np.ndarray, out_dir: str | Path,
+                          name: str = "features_golden") -> tuple[Path, np.ndarray, np.ndarray]:
+    """Write ``<name>.h`` with ``X_raw`` (N, C, L) and the features the fitted ``pipeline`` computes for them.
+
+    ``pipeline``: fitted transforms, or ``(name, params, transform)`` triples. Returns (path, inputs, features).
+    """
+    X = np.ascontiguousarray(X_raw, dtype=np.float32)
+    if X.ndim != 3 or len(X) == 0:
+        raise ValueError(f"golden inputs must be a non-empty (N, C, L) array, got shape {X.shape}")
+    F = run_pipeline(pipeline, X)
+    n, up = len(X), name.upper()
+    steps = " -> ".join(s for s, _, _ in _steps(pipeline))
+    text = "\n".join([
+        f"/* Generated by tinyverse: raw inputs and the features the fitted pipeline ({steps}) computes for them.",
+        " * Per sample, (channels, length) row-major: x[c][n] is element c * LENGTH + n. float32 values;",
+        " * feature_extraction.json next to this file gives each step's parameters and exact arithmetic. */",
+        f"#ifndef TINYVERSE_{up}_H", f"#define TINYVERSE_{up}_H", "",
+        f"#define {up}_COUNT {n}",
+        f"#define {up}_INPUT_CHANNELS {X.shape[1]}", f"#define {up}_INPUT_LENGTH {X.shape[2]}",
+        f"#define {up}_INPUT_SIZE {X.shape[1] * X.shape[2]}",
+        f"#define {up}_OUTPUT_CHANNELS {F.shape[1]}", f"#define {up}_OUTPUT_LENGTH {F.shape[2]}",
+        f"#define {up}_OUTPUT_SIZE {F.shape[1] * F.shape[2]}", "",
+        f"static const float {name}_inputs[{n}][{X.shape[1] * X.shape[2]}] = {{",
+        ",\n".join("  {\n" + _c_floats(X[i]) + "\n  }" for i in range(n)), "};", "",
+        f"static const float {name}_outputs[{n}][{F.shape[1] * F.shape[2]}] = {{",
+        ",\n".join("  {\n" + _c_floats(F[i]) + "\n  }" for i in range(n)), "};", "",
+        f"#endif /* TINYVERSE_{up}_H */", ""])
+    path = Path(out_dir) / f"{name}.h"
+    path.write_text(text)
+    return path, X, F
+
+
+_ARRAY = re.compile(r"static const float (\w+)\[(\d+)\]\[(\d+)\]\s*=\s*\{(.*?)\};", re.S)
+_FLOAT = re.compile(r"[-+]?(?:\d+\.\d*|\.\d+|\d+)(?:[eE][-+]?\d+)?f")
+
+
+def parse_c_float_arrays(header: str | Path) -> dict[str, np.ndarray]:
+    """The ``static const float name[A][B] = {...};`` arrays of a generated header, as float32 (A, B) arrays."""
+    out = {}
+    for m in _ARRAY.finditer(Path(header).read_text()):
+        name, rows, cols = m.group(1), int(m.group(2)), int(m.group(3))
+        values = np.array([float(t[:-1]) for t in _FLOAT.findall(m.group(4))], dtype=np.float32)
+        if values.size != rows * cols:
+            raise ValueError(f"{header}: {name} holds {values.size} values, declared [{rows}][{cols}]")
+        out[name] = values.reshape(rows, cols)
+    return out
+
+
+def export_feature_extraction(pipeline: Sequence[Any], X_raw: np.ndarray, out_dir: str | Path,
+                              count: int = 4) -> dict:
+    """``feature_extraction.json`` and (``count`` > 0) ``features_golden.h`` from the first ``count`` raw series."""
+    out_dir = Path(out_dir)
+    X = np.asarray(X_raw, dtype=np.float32)
+    record = describe_pipeline(pipeline, X[:max(1, count)])
+    summary = {"file": "feature_extraction.json", "input_shape": record["input_shape"],
+               "output_shape": record["output_shape"], "transforms": [s["name"] for s in record["transforms"]]}
+    if count > 0 and len(X):
+        path, _, _ = write_features_golden(pipeline, X[:count], out_dir)
+        record["golden"] = {"file": path.name, "count": int(min(count, len(X)))}
+        summary["golden"] = path.name
+    (out_dir / "feature_extraction.json").write_text(json.dumps(record, indent=2) + "\n")
+    return summary
