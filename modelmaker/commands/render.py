@@ -2,7 +2,8 @@
 
 Processes a WAV file through an audio model block by block, as a plugin or pedal does (receptive-field history
 or recurrent state carried between blocks), and prints the real-time factor. MODEL is a ``.nam`` file, a run's
-checkpoint (``.ckpt``, next to its ``model.nam``) or a streaming ``.onnx`` export (next to a ``model.nam``).
+checkpoint (``.ckpt``, next to its ``model.nam``), or a streaming ``.onnx`` / ``.tflite`` export of a run
+(``model_stream*.onnx``, ``model_stream_*.tflite``; float or int8).
 """
 from __future__ import annotations
 
@@ -12,11 +13,15 @@ from pathlib import Path
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("render", help="process a WAV file with a .nam / checkpoint / streaming ONNX model")
-    p.add_argument("model", help="model.nam, a run's checkpoints/best.ckpt, or model_stream.onnx")
+    p = sub.add_parser("render", help="process a WAV file with a .nam / checkpoint / streaming ONNX or TFLite model")
+    p.add_argument("model",
+                   help="model.nam, a run's checkpoints/best.ckpt, model_stream*.onnx or model_stream_*.tflite")
     p.add_argument("input", help="input WAV (mono; channel 0 is used otherwise)")
     p.add_argument("output", help="output WAV (float32)")
-    p.add_argument("--block-size", type=int, default=512, help="samples per block (default 512)")
+    p.add_argument("--block-size", type=int, default=None,
+                   help="samples per block (default 512; a .tflite file's own block length)")
+    p.add_argument("--runtime", choices=["litert", "tflm"], default="litert",
+                   help=".tflite only: LiteRT reference kernels (default) or the TFLite Micro interpreter")
     p.set_defaults(func=main)
 
 
@@ -27,7 +32,7 @@ def main(args: argparse.Namespace) -> int:
 
     from tinyverse.audio.stream import OnnxStreamProcessor, StreamProcessor, load_audio_model, process_file
 
-    if args.block_size < 1:
+    if args.block_size is not None and args.block_size < 1:
         print("modelmaker: error: --block-size must be >= 1", file=sys.stderr)
         return 2
     model_path = Path(args.model)
@@ -44,14 +49,26 @@ def main(args: argparse.Namespace) -> int:
     x = x[:, 0]
     torch.set_num_threads(1)  # a plugin runs on one audio thread
     try:
-        if model_path.suffix == ".onnx":
-            nam = model_path.with_name("model.nam")
-            if not nam.is_file():
-                print(f"modelmaker: error: {model_path}: needs model.nam next to it for the receptive field",
-                      file=sys.stderr)
-                return 2
-            model, info = load_audio_model(nam)
-            proc = OnnxStreamProcessor(model_path, int(getattr(model, "receptive_field", 1)))
+        if model_path.suffix in (".onnx", ".tflite"):
+            from tinyverse.audio.stream import open_stream_processor
+
+            try:
+                proc, _, info = open_stream_processor(model_path, args.runtime)
+            except ValueError:  # an ONNX file written before the stream metadata: the .nam next to it says
+                nam = model_path.with_name("model.nam")
+                if not nam.is_file():
+                    raise ValueError(f"{model_path}: no stream metadata and no model.nam next to it for the "
+                                     "receptive field") from None
+                model, info = load_audio_model(nam)
+                proc = OnnxStreamProcessor(model_path, int(getattr(model, "receptive_field", 1)))
+            if model_path.suffix == ".tflite":
+                if args.block_size is None:
+                    args.block_size = proc.block
+                elif args.block_size % proc.block:
+                    print(f"note: {model_path.name} was exported for blocks of {proc.block} samples; blocks of "
+                          f"{args.block_size} are cut and zero-padded into those"
+                          + (" (an LSTM's state then drifts: use a multiple)" if proc.stateful else ""),
+                          file=sys.stderr)
         else:
             model, info = load_audio_model(model_path)
             proc = StreamProcessor(model)
@@ -62,6 +79,7 @@ def main(args: argparse.Namespace) -> int:
     if model_sr and int(model_sr) != sr:
         print(f"warning: the model was captured at {int(model_sr)} Hz, the input is {sr} Hz; the tone will differ",
               file=sys.stderr)
+    args.block_size = args.block_size or 512
     y, secs = process_file(proc, x, args.block_size)
     sf.write(args.output, y.astype(np.float32), sr, subtype="FLOAT")
     dur = len(x) / sr

@@ -174,7 +174,7 @@ common: {{task_type: amp_modelling, modality: audio, projects_path: {tmp_path / 
 dataset: {{name: nam_capture, generated_seconds: {SECONDS}, ny: 4096, metadata: {{gear_type: pedal, modeled_by: test}}}}
 training: {{model_name: NAM_WaveNet_nano, epochs: 1, batch_size: 8, learning_rate: 0.004, lr_scheduler: exponential,
            accelerator: cpu}}
-compilation: {{enable: true}}
+compilation: {{enable: true, exporters: [onnx]}}
 """)
     summary = run(cfg)
     run_dir = Path(summary["run_dir"])
@@ -201,3 +201,51 @@ compilation: {{enable: true}}
     assert np.abs(y - render(torch_model, x).numpy()).max() < 1e-5
     assert cli(["render", str(run_dir / "model_stream.onnx"), str(tmp_path / "in.wav"), str(tmp_path / "o2.wav")]) == 0
     assert "real-time factor" in capsys.readouterr().out
+
+
+def test_tiny_run_reports_the_streaming_verification_table(tmp_path):
+    """Every streaming artifact is exported and verified block by block on the validation audio; the table is
+    in the summary, compile_report.md and report.md."""
+    from modelmaker.runner import run
+    from tinyverse.audio.verify import ARTIFACTS
+
+    cfg = tmp_path / "audio.yaml"
+    cfg.write_text(f"""
+common: {{task_type: amp_modelling, modality: audio, projects_path: {tmp_path / 'projects'}, run_name: t, verbose: false}}
+dataset: {{name: nam_capture, generated_seconds: {SECONDS}, ny: 4096}}
+training: {{model_name: NAM_WaveNet, model_args: {{channels: [3, 2], dilations: [[1, 2, 4], [8, 1]]}}, epochs: 1,
+           batch_size: 8, accelerator: cpu, lr_scheduler: exponential, learning_rate: 0.004}}
+compilation: {{enable: true, calibration_samples: 16}}
+""")
+    summary = run(cfg)
+    run_dir = Path(summary["run_dir"])
+    comp = summary["compilation"]
+    rows = {r["artifact"]: r for r in comp["rows"]}
+    assert list(rows) == list(ARTIFACTS)
+    for name, r in rows.items():
+        assert "error" not in r, (name, r.get("error"))
+        assert np.isfinite(r["esr_vs_torch"]) and np.isfinite(r["esr_vs_target"]) and r["rtf"] > 0
+    for name in ("PyTorch float", "ONNX float", "TFLite float"):
+        assert rows[name]["esr_vs_torch"] < 1e-8, name
+        assert rows[name]["esr_vs_target"] == pytest.approx(summary["validation"]["esr"], rel=1e-3)
+    for name in ("ONNX int8", "TFLite int8 (LiteRT)", "TFLite int8 (TFLM)", "TFLite int16x8 (TFLM)"):
+        assert 0 < rows[name]["esr_vs_torch"] < 0.5, name
+    assert rows["TFLite int8 (TFLM)"]["tflm_arena_bytes"] > 0
+    for f in ("model_stream.onnx", "model_stream_int8.onnx", "model_stream_float.tflite", "model_stream_int8.tflite",
+              "model_stream_int16.tflite", "compile_report.md", "compile_report.json"):
+        assert (run_dir / f).is_file(), f
+    report = (run_dir / "report.md").read_text()
+    assert "## Verification" in report and "| TFLite int8 (TFLM) | TFLite Micro interpreter |" in report
+    assert "ESR vs target" in (run_dir / "compile_report.md").read_text()
+
+    # the render command plays the streaming exports too (block length and context read from the file)
+    from modelmaker.cli import main as cli
+    from tinyverse.audio.nam import model_from_nam, render
+
+    x = np.random.default_rng(1).standard_normal(3000).astype(np.float32) * 0.3
+    sf.write(tmp_path / "in.wav", x, 48_000, subtype="FLOAT")
+    ref = render(model_from_nam(run_dir / "model.nam"), x).numpy()
+    for f, tol in (("model_stream_float.tflite", 1e-5), ("model_stream_int8.tflite", 0.2)):
+        assert cli(["render", str(run_dir / f), str(tmp_path / "in.wav"), str(tmp_path / "out.wav")]) == 0
+        y, _ = sf.read(tmp_path / "out.wav", dtype="float32")
+        assert np.abs(y - ref).max() < tol * max(1.0, np.abs(ref).max()), f

@@ -16,7 +16,7 @@ from torch import nn
 
 from tinyverse.audio.nam import NAMLSTM, NAMWaveNet
 
-__all__ = ["StreamProcessor", "process_file", "load_audio_model", "OnnxStreamProcessor"]
+__all__ = ["StreamProcessor", "process_file", "load_audio_model", "OnnxStreamProcessor", "open_stream_processor"]
 
 
 class StreamProcessor:
@@ -72,23 +72,51 @@ class StreamProcessor:
 
 
 class OnnxStreamProcessor:
-    """The same contract for a streaming ONNX export (inputs: block with receptive-field context)."""
+    """The same contract for a streaming ONNX export (:mod:`tinyverse.audio.export`): a block with its
+    receptive-field context in (WaveNet / Linear), or a block with the carried LSTM state in and out.
 
-    def __init__(self, path: str | Path, receptive_field: int) -> None:
+    The kind, receptive field and initial state are read from the file's metadata; ``receptive_field`` is only
+    needed for files written before the metadata existed.
+    """
+
+    def __init__(self, path: str | Path, receptive_field: int | None = None) -> None:
+        import json
+
         import onnxruntime as ort
+
+        from tinyverse.audio.export import STREAM_META_KEY
 
         opts = ort.SessionOptions()
         opts.intra_op_num_threads = 1
         self.session = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
-        self.input_name = self.session.get_inputs()[0].name
-        self.rf = int(receptive_field)
+        self.input_names = [i.name for i in self.session.get_inputs()]
+        self.input_name = self.input_names[0]
+        meta = self.session.get_modelmeta().custom_metadata_map.get(STREAM_META_KEY)
+        self.meta = json.loads(meta) if meta else {}
+        self.stateful = self.meta.get("kind") == "state" or {"h", "c"} <= set(self.input_names)
+        rf = self.meta.get("receptive_field", receptive_field)
+        if rf is None:
+            raise ValueError(f"{path}: no stream metadata; pass the model's receptive_field")
+        self.rf = int(rf)
         self.reset()
 
     def reset(self) -> None:
         self.history = np.zeros(self.rf - 1, np.float32)
+        if self.stateful:
+            shape = {i.name: i.shape for i in self.session.get_inputs()}["h"]
+            if "initial_h" in self.meta:
+                self.h = np.asarray(self.meta["initial_h"], np.float32)[None]
+                self.c = np.asarray(self.meta["initial_c"], np.float32)[None]
+            else:
+                self.h = np.zeros((1, int(shape[1]), int(shape[2])), np.float32)
+                self.c = np.zeros_like(self.h)
 
     def process(self, block: np.ndarray) -> np.ndarray:
-        full = np.concatenate([self.history, np.asarray(block, np.float32)])
+        block = np.asarray(block, np.float32)
+        if self.stateful:
+            y, self.h, self.c = self.session.run(None, {"x": block[None, :], "h": self.h, "c": self.c})
+            return y.reshape(-1)
+        full = np.concatenate([self.history, block])
         y = self.session.run(None, {self.input_name: full[None, :]})[0].reshape(-1)
         if self.rf > 1:
             self.history = full[-(self.rf - 1):]
@@ -115,6 +143,20 @@ def load_audio_model(path: str | Path) -> tuple[nn.Module, dict[str, Any]]:
         load_task_weights(model, path)
         return model, {"sample_rate": load_nam(nam).sample_rate}
     raise ValueError(f"{path}: unsupported model file (use .nam, .ckpt or .onnx)")
+
+
+def open_stream_processor(path: str | Path, runtime: str | None = None) -> tuple[Any, nn.Module | None, dict[str, Any]]:
+    """A block processor for any audio model file: ``.nam``, checkpoint, streaming ``.onnx`` or ``.tflite``
+    (``runtime``: "litert" (default) or "tflm"). Returns (processor, torch model or None, info)."""
+    path = Path(path)
+    if path.suffix == ".onnx":
+        return OnnxStreamProcessor(path), None, {}
+    if path.suffix == ".tflite":
+        from tinyverse.audio.tflite import TFLiteStreamProcessor
+
+        return TFLiteStreamProcessor(path, runtime or "litert"), None, {}
+    model, info = load_audio_model(path)
+    return StreamProcessor(model), model, info
 
 
 def process_file(processor: Any, x: np.ndarray, block_size: int = 64,

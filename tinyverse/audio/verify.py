@@ -1,0 +1,185 @@
+"""Export every streaming artifact of an audio model and verify each one block by block.
+
+:func:`export_and_verify` writes the streaming ONNX (float, int8) and TFLite (float, full int8, int16x8)
+files, then renders the validation audio through each artifact in blocks, as a plugin or pedal would, and
+records per artifact: ESR vs the PyTorch float model (whole-signal render) and vs the target (the recorded
+device), max abs difference vs PyTorch, the render real-time factor (processing seconds / audio seconds, on this
+machine's CPU, one thread) and the file size. TFLite files are verified on LiteRT's reference kernels and in the
+TFLite Micro interpreter; the XNNPACK rows time what a desktop or phone host would run. An artifact that fails
+to export or run records its error in its row; the others go on. ``format_table`` prints the rows as Markdown.
+"""
+from __future__ import annotations
+
+import logging
+import time
+import traceback
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import torch
+from torch import nn
+
+from tinyverse.audio.metrics import esr
+
+__all__ = ["ARTIFACTS", "export_and_verify", "format_table"]
+
+log = logging.getLogger(__name__)
+
+# name → (file name, export step it needs, runtime)
+ARTIFACTS: dict[str, tuple[str | None, str | None, str]] = {
+    "PyTorch float": (None, None, "torch"),
+    "ONNX float": ("model_stream.onnx", "onnx", "onnxruntime"),
+    "ONNX int8": ("model_stream_int8.onnx", "onnx_int8", "onnxruntime"),
+    "TFLite float": ("model_stream_float.tflite", "tflite", "litert"),
+    "TFLite float (XNNPACK)": ("model_stream_float.tflite", "tflite", "xnnpack"),
+    "TFLite int8 (LiteRT)": ("model_stream_int8.tflite", "tflite_int8", "litert"),
+    "TFLite int8 (XNNPACK)": ("model_stream_int8.tflite", "tflite_int8", "xnnpack"),
+    "TFLite int8 (TFLM)": ("model_stream_int8.tflite", "tflite_int8", "tflm"),
+    "TFLite int16x8 (LiteRT)": ("model_stream_int16.tflite", "tflite_int16", "litert"),
+    "TFLite int16x8 (TFLM)": ("model_stream_int16.tflite", "tflite_int16", "tflm"),
+}
+DEFAULT_ARTIFACTS = tuple(ARTIFACTS)
+RUNTIMES = {"torch": "PyTorch (StreamProcessor)", "onnxruntime": "onnxruntime CPU",
+            "litert": "LiteRT reference kernels", "xnnpack": "LiteRT + XNNPACK", "tflm": "TFLite Micro interpreter"}
+
+
+def _err(e: BaseException) -> str:
+    text = str(e).strip().splitlines()
+    return f"{type(e).__name__}: {text[0] if text else ''}".strip().rstrip(":")
+
+
+def _render(proc: Any, x: np.ndarray, block_size: int) -> tuple[np.ndarray, float]:
+    from tinyverse.audio.stream import process_file
+
+    return process_file(proc, x, block_size)
+
+
+def export_and_verify(model: nn.Module, out_dir: str | Path, x_val: np.ndarray, target: np.ndarray,
+                      calib_audio: np.ndarray, sample_rate: int, block_size: int = 512,
+                      artifacts: tuple[str, ...] | list[str] = DEFAULT_ARTIFACTS, num_calib: int = 64,
+                      on_row: Callable[[dict[str, Any]], None] | None = None) -> dict[str, Any]:
+    """Export and verify. ``x_val``: the validation input with ``receptive_field − 1`` samples of context
+    before the block (1-D); ``target``: the recorded output for the block. ``calib_audio``: training audio (int8
+    calibration). Returns ``{"block_size", "rows": [...], "exports": {...}}``; rows follow ``artifacts``."""
+    from tinyverse.audio.stream import OnnxStreamProcessor, StreamProcessor
+
+    out_dir = Path(out_dir)
+    x_val = np.asarray(x_val, np.float32).reshape(-1)
+    target = np.asarray(target, np.float32).reshape(-1)
+    n = len(target)
+    seconds = len(x_val) / sample_rate
+    model = model.float().eval()
+    with torch.no_grad():
+        ref = model(torch.as_tensor(x_val)[None]).numpy()[0][-n:]
+    unknown = [a for a in artifacts if a not in ARTIFACTS]
+    if unknown:
+        raise ValueError(f"unknown artifacts {unknown}; choose from {list(ARTIFACTS)}")
+
+    steps = {ARTIFACTS[a][1] for a in artifacts} - {None}
+    exports: dict[str, dict[str, Any]] = {}
+    paths: dict[str, Path] = {}
+    if steps & {"onnx", "onnx_int8"}:
+        from tinyverse.audio.export import export_streaming_onnx, quantize_streaming_onnx
+
+        t0 = time.perf_counter()
+        try:
+            paths["onnx"] = export_streaming_onnx(model, out_dir / ARTIFACTS["ONNX float"][0], block_size)
+            exports["onnx"] = {"seconds": round(time.perf_counter() - t0, 2)}
+        except Exception as e:
+            exports["onnx"] = {"error": _err(e)}
+            log.debug("%s", traceback.format_exc())
+        if "onnx_int8" in steps:
+            if "onnx" in paths:
+                t0 = time.perf_counter()
+                try:
+                    paths["onnx_int8"] = quantize_streaming_onnx(model, paths["onnx"],
+                                                                 out_dir / ARTIFACTS["ONNX int8"][0], calib_audio,
+                                                                 block_size, num_calib)
+                    exports["onnx_int8"] = {"seconds": round(time.perf_counter() - t0, 2)}
+                except Exception as e:
+                    exports["onnx_int8"] = {"error": _err(e)}
+            else:
+                exports["onnx_int8"] = {"error": "no float ONNX to quantize: " + exports["onnx"]["error"]}
+    tfl = {"tflite": ("float_path", "TFLite float"), "tflite_int8": ("int8_path", "TFLite int8 (LiteRT)"),
+           "tflite_int16": ("int16_path", "TFLite int16x8 (LiteRT)")}
+    wanted = {k: v for k, v in tfl.items() if k in steps}
+    if wanted:
+        from tinyverse.audio.tflite import export_streaming_tflite
+
+        kwargs = {arg: out_dir / ARTIFACTS[art][0] for arg, art in wanted.values()}
+        try:
+            info = export_streaming_tflite(model, calib_audio, block_size, num_calib=num_calib, **kwargs)
+            errors = info.pop("errors", {})
+            for step, (arg, _) in wanted.items():
+                mode = {"float_path": "float", "int8_path": "int8", "int16_path": "int16"}[arg]
+                if mode in errors:
+                    exports[step] = {"error": errors[mode]}
+                else:
+                    paths[step] = kwargs[arg]
+                    exports[step] = {"seconds": round(info.get(f"convert_{mode}_s", float("nan")), 2),
+                                     "twin_max_abs_diff": info.get("twin_max_abs_diff")}
+        except Exception as e:
+            for step in wanted:
+                exports[step] = {"error": _err(e)}
+
+    rows: list[dict[str, Any]] = []
+    for name in artifacts:
+        file_name, step, runtime = ARTIFACTS[name]
+        row: dict[str, Any] = {"artifact": name, "file": file_name, "runtime": runtime}
+        try:
+            if step is not None and step not in paths:
+                row["error"] = "export failed: " + exports.get(step, {}).get("error", "not exported")
+                rows.append(row)
+                if on_row:
+                    on_row(row)
+                continue
+            if runtime == "torch":
+                proc = StreamProcessor(model)
+            elif runtime == "onnxruntime":
+                proc = OnnxStreamProcessor(paths[step])
+            else:
+                from tinyverse.audio.tflite import TFLiteStreamProcessor
+
+                proc = TFLiteStreamProcessor(paths[step], runtime)
+            threads = torch.get_num_threads()
+            torch.set_num_threads(1)  # a plugin renders on one audio thread; onnxruntime / LiteRT use one too
+            try:
+                y, secs = _render(proc, x_val, block_size)
+            finally:
+                torch.set_num_threads(threads)
+            y = y[-n:]
+            if not np.all(np.isfinite(y)):
+                raise FloatingPointError("non-finite output")
+            row.update(esr_vs_torch=esr(ref, y), esr_vs_target=esr(target, y),
+                       max_abs_diff=float(np.max(np.abs(ref - y))), rtf=secs / seconds)
+            if file_name:
+                row["bytes"] = (out_dir / file_name).stat().st_size
+            if runtime == "tflm":
+                row["tflm_arena_bytes"] = proc.arena()
+            if runtime in ("litert", "xnnpack", "tflm"):
+                row["model_block"] = proc.block
+        except Exception as e:
+            row["error"] = _err(e)
+            log.debug("%s", traceback.format_exc())
+        rows.append(row)
+        if on_row:
+            on_row(row)
+    return {"block_size": int(block_size), "validation_seconds": round(n / sample_rate, 3),
+            "rows": rows, "exports": exports}
+
+
+def format_table(result: dict[str, Any]) -> str:
+    """The verification rows as a Markdown table."""
+    lines = ["| artifact | runtime | ESR vs PyTorch | ESR vs target | max abs diff | render RTF | size | note |",
+             "|---|---|---|---|---|---|---|---|"]
+    for r in result["rows"]:
+        runtime = RUNTIMES.get(r["runtime"], r["runtime"])
+        if "error" in r:
+            lines.append(f"| {r['artifact']} | {runtime} | – | – | – | – | – | {r['error']} |")
+            continue
+        size = f"{r['bytes'] / 1024:.1f} kB" if r.get("bytes") else ""
+        note = f"TFLM arena {r['tflm_arena_bytes'] / 1024:.0f} kB" if r.get("tflm_arena_bytes") else ""
+        lines.append(f"| {r['artifact']} | {runtime} | {r['esr_vs_torch']:.2e} | {r['esr_vs_target']:.4f} | "
+                     f"{r['max_abs_diff']:.2e} | {r['rtf']:.3f} | {size} | {note} |")
+    return "\n".join(lines)
