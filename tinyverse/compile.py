@@ -132,7 +132,9 @@ def compile_model(model: nn.Module, spec: ModelSpec | None, out_dir: str | Path,
                   exporters: Sequence[str] = DEFAULT_EXPORTERS, golden_vectors: int = 4,
                   reference_outputs: np.ndarray | None = None,
                   float_onnx: str | Path | None = None,
-                  metric_fn: Callable[[np.ndarray], float] | None = None) -> CompileReport:
+                  metric_fn: Callable[[np.ndarray], float] | None = None,
+                  header_defines: dict[str, Any] | None = None,
+                  header_notes: Sequence[str] = ()) -> CompileReport:
     """Export ``model`` with each of ``exporters``, verify every artifact on ``test_X``, check ``device``.
 
     ``calib_X`` comes from the training split (int8 calibration; never the test split). ``reference_outputs``
@@ -140,6 +142,8 @@ def compile_model(model: nn.Module, spec: ModelSpec | None, out_dir: str | Path,
     this very model the caller already wrote: it is copied instead of exported again (and still verified).
     ``metric_fn(outputs) -> float`` computes ``metric`` for tasks whose metric is not a plain function of the
     outputs and ``test_y`` (e.g. an anomaly AUC from reconstructions); it replaces ``test_y`` then.
+    ``header_defines`` (name -> number) and ``header_notes`` (comment lines) go into model_int8.h: what the deployed
+    model needs besides its weights, e.g. ``TV_ANOMALY_THRESHOLD`` and how the score it is compared with is computed.
     """
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -241,7 +245,8 @@ def compile_model(model: nn.Module, spec: ModelSpec | None, out_dir: str | Path,
             t0 = time.perf_counter()
             golden = test_X[:golden_vectors] if golden_vectors else None
             paths["c_header"] = c_exp.export(model, spec, out_dir, calib_X, tflite_int8_path=paths["tflite_int8"],
-                                             golden_X=golden, arena_bytes=info.get("tflm_arena_bytes"))
+                                             golden_X=golden, arena_bytes=info.get("tflm_arena_bytes"),
+                                             defines=header_defines, define_notes=header_notes)
             row.seconds = time.perf_counter() - t0
             row.path = str(paths["c_header"])
             y = c_exp.run(paths["c_header"], test_X)

@@ -295,6 +295,8 @@ class AugmentationSection(StrictModel):
     time_shift: float = Field(0.0, ge=0, lt=1)
     scale: float = Field(0.0, ge=0, lt=1)
     noise: float = Field(0.0, ge=0, lt=1)
+    time_warp: float = Field(0.0, ge=0, lt=1)
+    magnitude_warp: float = Field(0.0, ge=0, lt=1)
 
 
 class TrainingSection(StrictModel):
@@ -311,6 +313,7 @@ class TrainingSection(StrictModel):
     optimizer: Literal["adam", "adamw", "sgd"] = "adam"
     lr_scheduler: Literal["cosine", "onecycle", "exponential", "none"] = "cosine"
     label_smoothing: float = Field(0.0, ge=0, lt=1)
+    loss: Literal["mse", "huber", "mae"] | None = None  # value-target tasks (regression, forecasting); None: mse
     augmentation: AugmentationSection = Field(default_factory=AugmentationSection)
     early_stopping_patience: int | None = Field(30, ge=0)
     monitor: str | None = None
@@ -494,4 +497,9 @@ class Config(StrictModel):
         if c.enable and not self.training.enable and c.model_path is None:
             raise config_error("required when compilation is enabled and training is not", "compilation.model_path",
                                "point it at a trained checkpoint, or enable training")
+        if self.training.loss is not None and self.common.task_type in TASKS:  # a loss the task would ignore
+            params, takes_any = keyword_parameters(TASKS.get(self.common.task_type))
+            if "loss" not in params and not takes_any:
+                raise config_error(f"task '{self.common.task_type}' has its own loss and takes no training.loss",
+                                   "training.loss", "remove it (it applies to regression and forecasting)")
         return self

@@ -136,8 +136,8 @@ class UCRDataset:
                                    f"(available offline: {', '.join(names)})")
             entry = sets[folded[0]]
         if not entry.is_classification:
-            raise DatasetError(f"dataset.ucr_name: '{entry.name}' is a regression set, not classification; "
-                               f"pick one of: {', '.join(names)}")
+            raise DatasetError(f"dataset.ucr_name: '{entry.name}' is a regression set, not classification (for "
+                               f"regression use dataset.name: ucr_regression); pick one of: {', '.join(names)}")
         return entry
 
     def load(self) -> TimeSeriesData:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 
@@ -30,9 +31,26 @@ def _c_ints(values: np.ndarray, per_line: int = 24) -> str:
     return ",\n".join("    " + ", ".join(v[i:i + per_line]) for i in range(0, len(v), per_line))
 
 
+def c_literal(value: Any) -> str:
+    """A number as a C literal: ``1``, ``0.0452f`` (floats keep their repr digits), booleans as 1/0."""
+    if isinstance(value, (bool, np.bool_)):
+        return "1" if value else "0"
+    if isinstance(value, (int, np.integer)):
+        return str(int(value))
+    if isinstance(value, (float, np.floating)):
+        text = repr(float(value))
+        return (text if any(c in text for c in ".eE") else text + ".0") + "f"
+    raise TypeError(f"cannot write {type(value).__name__} {value!r} as a C #define")
+
+
 def write_c_model(tflite_path: str | Path, out_dir: str | Path, name: str = "model_int8",
-                  arena_bytes: int | None = None) -> tuple[Path, Path]:
-    """Write ``<name>.h`` and ``<name>.c`` holding the .tflite bytes and its I/O quantization."""
+                  arena_bytes: int | None = None, defines: Mapping[str, Any] | None = None,
+                  notes: Sequence[str] = ()) -> tuple[Path, Path]:
+    """Write ``<name>.h`` and ``<name>.c`` holding the .tflite bytes and its I/O quantization.
+
+    ``defines`` (name -> number) are extra ``#define``s the deployed model needs besides its weights (e.g. a task's
+    ``TV_ANOMALY_THRESHOLD``), each after the ``notes`` comment lines that say how to use them.
+    """
     data = Path(tflite_path).read_bytes()
     qin, qout = io_details(data)
     out_dir = Path(out_dir)
@@ -56,6 +74,9 @@ def write_c_model(tflite_path: str | Path, out_dir: str | Path, name: str = "mod
     if arena_bytes:
         lines += ["/* Arena the TFLM Python interpreter used on the host; add margin for the target's kernels. */",
                   f"#define {up}_ARENA_BYTES_USED {arena_bytes}"]
+    if defines:
+        lines += ["", *(f"/* {note} */" for note in notes)]
+        lines += [f"#define {key} {c_literal(value)}" for key, value in defines.items()]
     lines += ["", f"extern const unsigned char {sym}[];", f"extern const unsigned int {sym}_len;", "",
               f"#endif /* {guard} */", ""]
     h = out_dir / f"{name}.h"
@@ -111,7 +132,8 @@ def write_golden_vectors(tflite_path: str | Path, X: np.ndarray, out_dir: str | 
 class CHeaderExporter(Exporter):
     """``model_int8.h``/``.c`` (+ ``golden_vectors.h`` when ``golden_X`` is given) from the int8 .tflite.
 
-    Uses ``opts['tflite_int8_path']`` when given, else converts the model first. ``run`` parses the array
+    Uses ``opts['tflite_int8_path']`` when given, else converts the model first; ``opts['defines']`` /
+    ``opts['define_notes']`` add ``#define``s to the header (see :func:`write_c_model`). ``run`` parses the array
     back out of the .c file and runs it in TFLM — it verifies the bytes that get compiled into firmware.
     """
 
@@ -125,7 +147,8 @@ class CHeaderExporter(Exporter):
         if tflite_path is None:
             tflite_path = TFLiteInt8Exporter().export(model, spec, out_dir, calib)
         arena = opts.get("arena_bytes") or measure_tflm_arena(tflite_path)
-        h, c = write_c_model(tflite_path, out_dir, Path(self.file_name).stem, arena_bytes=arena)
+        h, c = write_c_model(tflite_path, out_dir, Path(self.file_name).stem, arena_bytes=arena,
+                             defines=opts.get("defines"), notes=opts.get("define_notes") or ())
         self.info = {"header": str(h), "source": str(c), "tflm_arena_bytes": arena}
         golden = opts.get("golden_X")
         if golden is not None and len(golden):

@@ -15,8 +15,9 @@ from typing import Any
 import numpy as np
 from torch import nn
 
-from tinyverse.layers import (Add, AvgPoolLayer, BatchNormLayer, Concat, DropoutLayer, GlobalAvgPoolLayer,
-                              LinearLayer, MaxPoolLayer, Mean, ReLULayer, ReshapeLayer, SigmoidLayer, TanhLayer)
+from tinyverse.layers import (Add, AvgPoolLayer, BatchNormLayer, Concat, DepthToTimeLayer, DropoutLayer,
+                              GlobalAvgPoolLayer, LinearLayer, MaxPoolLayer, Mean, ReLULayer, ReshapeLayer,
+                              SigmoidLayer, TanhLayer)
 from tinyverse.layers.base import pair
 from tinyverse.layers.conv import _ConvBase
 from tinyverse.models.spec import ModelSpec
@@ -122,6 +123,12 @@ def build_plan(model: nn.Module, spec: ModelSpec) -> TwinPlan:
             add({"kind": "gather", "name": gname, "src": [t.name], "indices": np.argsort(t.perm).tolist()})
         return gname
 
+    def sole_dense_consumer(src: str, consumer: str) -> bool:
+        """True when ``src`` is a Dense op of the plan that only ``consumer`` reads (and no model output)."""
+        readers = [n for n, i in spec.info.items() if src in i.sources]
+        return (readers == [consumer] and src not in spec.outputs
+                and any(o["name"] == src and o["kind"] == "dense" for o in plan.ops))
+
     for name, info in spec.info.items():
         layer, module = info.layer, modules[name]
         srcs = [where[s] for s in info.sources]
@@ -183,6 +190,14 @@ def build_plan(model: nn.Module, spec: ModelSpec) -> TwinPlan:
                 out.perm = srcs[0].perm
             elif len(in_shape) == 1 and len(out_shape) == 1:
                 add({"kind": "identity", "name": name, "src": [materialize(srcs[0])]})
+            elif len(out_shape) == 3 and srcs[0].perm is None and sole_dense_consumer(info.sources[0], name):
+                # an FC read only here (an autoencoder's expand layer): put its outputs in NHWC order instead, so
+                # the reshape is a plain RESHAPE and the .tflite holds no TRANSPOSE
+                perm = _flat_perm(out_shape)
+                src = srcs[0].name
+                plan.weights[f"{src}/w"] = plan.weights[f"{src}/w"][:, perm]
+                plan.weights[f"{src}/b"] = plan.weights[f"{src}/b"][perm]
+                add({"kind": "reshape", "name": name, "src": src_names, "shape": _nhwc_shape(out_shape)})
             else:
                 # general reshape: go to torch order, reshape there, come back to NHWC (TRANSPOSE ops)
                 src = materialize(srcs[0])
@@ -193,6 +208,9 @@ def build_plan(model: nn.Module, spec: ModelSpec) -> TwinPlan:
                 add({"kind": "reshape", "name": tgt, "src": [src], "shape": list(out_shape)})
                 if len(out_shape) == 3:
                     add({"kind": "permute", "name": name, "src": [tgt], "dims": [2, 3, 1]})
+        elif isinstance(layer, DepthToTimeLayer):
+            # NHWC (L, 1, r*C) and (L*r, 1, C) hold the same bytes in this channel order: a RESHAPE, no copy.
+            add({"kind": "reshape", "name": name, "src": [materialize(srcs[0])], "shape": _nhwc_shape(info.out_shape)})
         elif isinstance(layer, DropoutLayer):
             add({"kind": "identity", "name": name, "src": src_names})
             out.perm = srcs[0].perm
@@ -220,8 +238,8 @@ def build_plan(model: nn.Module, spec: ModelSpec) -> TwinPlan:
             add({"kind": "concat", "name": name, "src": [materialize(s) for s in srcs], "axis": keras_axis})
         else:
             raise TwinError(f"layers.{name}: {layer.type_name()} has no Keras twin yet "
-                            f"(supported: convs, pools, GAP, Linear, Reshape, Dropout, ReLU/Tanh/Sigmoid, "
-                            f"BatchNorm, Add, Mean, Concat)")
+                            f"(supported: convs, pools, GAP, Linear, Reshape, DepthToTime, Dropout, "
+                            f"ReLU/Tanh/Sigmoid, BatchNorm, Add, Mean, Concat)")
         where[name] = out
     plan.outputs = [materialize(where[o]) for o in spec.outputs]
     return plan

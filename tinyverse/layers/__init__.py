@@ -2,6 +2,7 @@
 from tinyverse.layers.base import Layer, LayerOp, Shape, SpecError, count_params
 from tinyverse.layers.conv import (ConvBNLayer, ConvBNReLULayer, ConvLayer, DWConvBNReLULayer,
                                    PWConvBNReLULayer)
+from tinyverse.layers.depth_to_time import DepthToTimeLayer
 from tinyverse.layers.graph import Add, Concat, Mean
 from tinyverse.layers.linear import DropoutLayer, LinearLayer, ReshapeLayer
 from tinyverse.layers.norm_act import BatchNormLayer, ReLULayer, SigmoidLayer, TanhLayer
@@ -12,5 +13,5 @@ __all__ = [
     "LAYERS", "Layer", "LayerOp", "Shape", "SpecError", "count_params", "ConvLayer", "ConvBNReLULayer",
     "ConvBNLayer", "DWConvBNReLULayer", "PWConvBNReLULayer", "MaxPoolLayer", "AvgPoolLayer",
     "GlobalAvgPoolLayer", "ReshapeLayer", "LinearLayer", "DropoutLayer", "BatchNormLayer", "ReLULayer",
-    "TanhLayer", "SigmoidLayer", "Add", "Concat", "Mean",
+    "TanhLayer", "SigmoidLayer", "Add", "Concat", "Mean", "DepthToTimeLayer",
 ]

@@ -36,12 +36,15 @@ def _read_columns(metrics_csv: Path) -> dict[str, list[float]]:
 
 
 def plot_loss_curves(metrics_csv: Path, out_png: Path) -> Path:
-    """Two panels from a per-epoch metrics.csv: train/val loss and train/val accuracy against epoch."""
+    """Two panels from a per-epoch metrics.csv: train/val loss and train/val accuracy (or, for value-target tasks
+    that log no accuracy, RMSE) against epoch."""
     cols = _read_columns(metrics_csv)
     epochs = cols.get("epoch", [])
     fig = Figure(figsize=(10, 4))
     axes = fig.subplots(1, 2)
-    for ax, metric, label in ((axes[0], "loss", "loss"), (axes[1], "acc", "accuracy")):
+    second = next(((m, label) for m, label in (("acc", "accuracy"), ("rmse", "RMSE"))
+                   if any(f"{stage}_{m}" in cols for stage in ("train", "val"))), ("acc", "accuracy"))
+    for ax, metric, label in ((axes[0], "loss", "loss"), (axes[1], *second)):
         drawn = False
         for stage in ("train", "val"):
             values = cols.get(f"{stage}_{metric}")

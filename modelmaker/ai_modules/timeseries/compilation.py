@@ -3,6 +3,7 @@ QAT, ``compile_model`` with calibration from the TRAIN split, compile-only from 
 from __future__ import annotations
 
 import logging
+import re
 from pathlib import Path
 from typing import Any
 
@@ -71,6 +72,16 @@ def _verification_metric(evaluation) -> tuple[str, Any]:
     return evaluation.headline, evaluation.metric_fn
 
 
+def header_state(evaluation) -> tuple[dict[str, Any], list[str]]:
+    """The evaluation's ``state`` for model_int8.h: each number becomes ``#define TV_<KEY>`` (e.g. the anomaly
+    threshold as ``TV_ANOMALY_THRESHOLD``), each string a comment line above them (how to use the numbers)."""
+    state = getattr(evaluation, "state", None) or {}
+    defines = {"TV_" + re.sub(r"[^0-9A-Za-z]+", "_", str(k)).strip("_").upper(): v for k, v in state.items()
+               if isinstance(v, (int, float, np.integer, np.floating))}
+    notes = [f"{k}: {v}" for k, v in state.items() if isinstance(v, str)]
+    return defines, notes
+
+
 def _calibration(X_train: np.ndarray, n: int, seed: int) -> np.ndarray:
     """``n`` samples of the training split (a seeded random subset; the split may be ordered by class)."""
     if len(X_train) <= n:
@@ -131,12 +142,13 @@ def compile_stage(module, cfg, run_dir: Path, model, X: dict, y: dict, summary: 
         qat_float = metric_fn(ref) if metric_fn else None
     calib = _calibration(X["train"], comp.calibration_samples, cfg.common.seed)
     exporters = list(comp.exporters) if comp.exporters is not None else list(DEFAULT_EXPORTERS)
+    defines, notes = header_state(evaluation)  # e.g. the anomaly threshold, next to the weights in model_int8.h
     log.info("compiling: %s, calibration on %d training samples, device %s", ", ".join(exporters), len(calib),
              cfg.common.target_device or "-")
     rep = compile_model(model, getattr(model, "spec", None), run_dir, calib, X["test"], None, metric=metric,
                         device=cfg.common.target_device, exporters=exporters, golden_vectors=comp.golden_vectors,
                         reference_outputs=ref, float_onnx=_reusable_float_onnx(run_dir, qat_float is None),
-                        metric_fn=metric_fn)
+                        metric_fn=metric_fn, header_defines=defines, header_notes=notes)
     finish(module, cfg, run_dir, rep, summary, quantization_summary(
         "qat" if qat_float is not None else "ptq", metric, float_metric, rep, qat_float), len(calib))
     return model
