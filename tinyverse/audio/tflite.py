@@ -19,11 +19,9 @@ checked against torch before conversion. Int8 models are calibrated on blocks of
 """
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
 import os
-import re
 import subprocess
 import sys
 import tempfile
@@ -36,6 +34,7 @@ import torch
 from torch import nn
 
 from tinyverse.audio.nam import NAMLSTM, NAMLinear, NAMWaveNet
+from tinyverse.export.tflite import capture_fd, tflm_arena_bytes
 
 __all__ = ["AudioExportError", "audio_twin_plan", "export_streaming_tflite", "TFLiteStreamProcessor",
            "calibration_blocks", "tflite_stream_render"]
@@ -274,7 +273,7 @@ def _dequantize(q: np.ndarray, scale: float, zp: int) -> np.ndarray:
     return ((q.astype(np.float32) - zp) * scale).astype(np.float32)
 
 
-# The runtime helpers are local (not tinyverse.export.tflite) so running an audio model needs no spec machinery.
+# A stream's interpreter: reference kernels for verification, or XNNPACK for a host's real-time figure.
 def _litert_interpreter(model: bytes, xnnpack: bool = False) -> Any:
     """LiteRT on its reference kernels (what verifies a file: XNNPACK refused some valid int8 files,
     toolchain.md), or with the XNNPACK delegate on one thread (what a desktop / phone host runs)."""
@@ -287,23 +286,6 @@ def _litert_interpreter(model: bytes, xnnpack: bool = False) -> Any:
     interp = Interpreter(model_content=model, experimental_op_resolver_type=OpResolverType.BUILTIN_REF)
     interp.allocate_tensors()
     return interp
-
-
-@contextlib.contextmanager
-def _capture_fd(fd: int):
-    """Capture what C++ code writes to a file descriptor (TFLM prints its arena report to stderr)."""
-    with tempfile.TemporaryFile(mode="w+b") as tmp:
-        saved = os.dup(fd)
-        sys.stderr.flush()
-        os.dup2(tmp.fileno(), fd)
-        box: list[str] = []
-        try:
-            yield box
-        finally:
-            os.dup2(saved, fd)
-            os.close(saved)
-            tmp.seek(0)
-            box.append(tmp.read().decode(errors="replace"))
 
 
 class TFLiteStreamProcessor:
@@ -350,7 +332,7 @@ class TFLiteStreamProcessor:
         size = 64 * 1024 + sum(int(np.prod(t["shape"])) * np.dtype(t["dtype"]).itemsize
                                for t in ref.get_tensor_details())
         for _ in range(6):
-            with _capture_fd(2):  # TFLM prints "Failed to resize buffer" before raising
+            with capture_fd(2):  # TFLM prints "Failed to resize buffer" before raising
                 try:
                     return runtime.Interpreter.from_bytes(self.model_bytes, arena_size=size)
                 except RuntimeError:
@@ -398,10 +380,7 @@ class TFLiteStreamProcessor:
         """TFLM arena bytes used (``None`` on LiteRT)."""
         if self.runtime != "tflm":
             return None
-        with _capture_fd(2) as box:
-            self.interp.print_allocations()
-        m = re.search(r"Arena allocation total (\d+) bytes", box[0] if box else "")
-        return int(m.group(1)) if m else None
+        return tflm_arena_bytes(self.interp)
 
 
 def tflite_stream_render(path: str | Path, x: np.ndarray, block_size: int | None = None,

@@ -36,7 +36,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from ..registry import DATASETS
-from .normalize import ChannelNormalizer
+from .normalize import normalize_splits
 from .splits import DatasetError, TimeSeriesData
 from .ucr import _package_dir, _version
 
@@ -242,12 +242,7 @@ class AnomalySeriesDataset:
             "anomaly": {"threshold": self.threshold, "threshold_percentile": self.threshold_percentile},
             "warnings": warnings,
         }
-        if self.normalize:
-            norm = ChannelNormalizer().fit(X["train"])
-            X = {s: norm.transform(v) if len(v) else v for s, v in X.items()}
-            info["normalization"] = norm.to_dict()
-        else:
-            info["normalization"] = None
+        X, info["normalization"] = normalize_splits(X, self.normalize)
         data = TimeSeriesData(X["train"], y["train"], X["val"], y["val"], X["test"], y["test"], list(CLASS_NAMES),
                               name, info)
         info["counts"] = data.summary()["counts"]

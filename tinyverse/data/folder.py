@@ -12,8 +12,8 @@ from pathlib import Path
 import numpy as np
 
 from ..registry import DATASETS
-from .normalize import ChannelNormalizer
-from .splits import DatasetError, TimeSeriesData, label_sort_key, stratified_split
+from .normalize import normalize_splits
+from .splits import DatasetError, TimeSeriesData, check_fractions, label_sort_key, stratified_split
 
 _EXTENSIONS = (".csv", ".npy")
 # time, Time, timestamp, time_s, "time (s)", timestamp_ms, t, ts — but not temperature or t_x
@@ -38,12 +38,7 @@ class ClassFolderDataset:
             raise DatasetError(f"dataset.frame_size: must be a positive number of samples, got {frame_size}")
         if stride is not None and int(stride) < 1:
             raise DatasetError(f"dataset.stride: must be a positive number of samples, got {stride}")
-        for key, value in (("val_fraction", val_fraction), ("test_fraction", test_fraction)):
-            if not 0 <= value < 1:
-                raise DatasetError(f"dataset.{key}: must be in [0, 1), got {value}")
-        if val_fraction + test_fraction >= 1:
-            raise DatasetError(f"dataset.val_fraction + dataset.test_fraction must be < 1, "
-                               f"got {val_fraction} + {test_fraction}")
+        check_fractions(val_fraction, test_fraction)
         self.path = Path(path).expanduser()
         self.frame_size = int(frame_size)
         self.stride = int(stride) if stride is not None else self.frame_size
@@ -280,12 +275,7 @@ class ClassFolderDataset:
             "windows_per_file": {self._rel(f): int(len(w)) for f, w in windows.items()},
             "skipped_short_files": skipped,
         }
-        if self.normalize:
-            norm = ChannelNormalizer().fit(X["train"])
-            X = {s: norm.transform(v) if len(v) else v for s, v in X.items()}
-            info["normalization"] = norm.to_dict()
-        else:
-            info["normalization"] = None
+        X, info["normalization"] = normalize_splits(X, self.normalize)
         data = TimeSeriesData(X["train"], y["train"], X["val"], y["val"], X["test"], y["test"],
                               class_names, self.path.name, info)
         info["counts"] = data.summary()["counts"]

@@ -58,3 +58,12 @@ class ChannelNormalizer:
         norm.mean = np.asarray(d["mean"], dtype=np.float64)
         norm.std = np.asarray(d["std"], dtype=np.float64)
         return norm
+
+
+def normalize_splits(X: dict[str, np.ndarray], enabled: bool = True) -> tuple[dict[str, np.ndarray], dict | None]:
+    """Standardise every split with the statistics of ``X["train"]``; returns the splits and the statistics for the
+    run's info (``None`` when ``enabled`` is false, and the splits unchanged). Empty splits stay empty."""
+    if not enabled:
+        return X, None
+    norm = ChannelNormalizer().fit(X["train"])
+    return {s: norm.transform(v) if len(v) else v for s, v in X.items()}, norm.to_dict()

@@ -22,8 +22,8 @@ import numpy as np
 
 from ..registry import DATASETS, closest
 from .folder import _TIME_COLUMN  # time, timestamp, t, ... (dropped from the default inputs)
-from .normalize import ChannelNormalizer
-from .splits import DatasetError, TimeSeriesData, stratified_split
+from .normalize import normalize_splits
+from .splits import DatasetError, TimeSeriesData, check_fractions, stratified_split
 from .targets import TargetScaler
 from .ucr import _edge_pad, _nested_to_arrays, _offline_sets, _version
 
@@ -41,12 +41,7 @@ def quantile_bins(y: np.ndarray, bins: int = 5) -> np.ndarray:
 
 def _finish(X: dict, y: dict, name: str, info: dict, normalize: bool, standardize_target: bool) -> TimeSeriesData:
     """Normalise inputs and targets with train statistics; record both in ``info``."""
-    if normalize:
-        norm = ChannelNormalizer().fit(X["train"])
-        X = {s: norm.transform(v) if len(v) else v for s, v in X.items()}
-        info["normalization"] = norm.to_dict()
-    else:
-        info["normalization"] = None
+    X, info["normalization"] = normalize_splits(X, normalize)
     y = {s: np.asarray(v, dtype=np.float64).reshape(len(v), -1) for s, v in y.items()}
     if standardize_target:
         scaler = TargetScaler().fit(y["train"])
@@ -65,8 +60,7 @@ class UCRRegressionDataset:
 
     def __init__(self, ucr_name: str = "Tecator", val_fraction: float = 0.2, normalize: bool = True,
                  standardize_target: bool = True, seed: int = 42):
-        if not 0 <= val_fraction < 1:
-            raise DatasetError(f"dataset.val_fraction: must be in [0, 1), got {val_fraction}")
+        check_fractions(val_fraction)
         self.ucr_name = ucr_name
         self.val_fraction = float(val_fraction)
         self.normalize = bool(normalize)
@@ -163,12 +157,7 @@ class RegressionFilesDataset:
             raise DatasetError(f"dataset.stride: must be a positive number of rows, got {stride!r}")
         if target_at not in ("last", "mean"):
             raise DatasetError(f"dataset.target_at: must be 'last' or 'mean', got {target_at!r}")
-        for key, value in (("val_fraction", val_fraction), ("test_fraction", test_fraction)):
-            if not 0 <= value < 1:
-                raise DatasetError(f"dataset.{key}: must be in [0, 1), got {value}")
-        if val_fraction + test_fraction >= 1:
-            raise DatasetError(f"dataset.val_fraction + dataset.test_fraction must be < 1, got "
-                               f"{val_fraction} + {test_fraction}")
+        check_fractions(val_fraction, test_fraction)
         self.path = Path(path).expanduser()
         self.targets = list(target_column) if isinstance(target_column, (list, tuple)) else [target_column]
         self.inputs = list(input_columns) if input_columns else None

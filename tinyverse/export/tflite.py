@@ -166,7 +166,7 @@ def run_litert(path_or_bytes: str | Path | bytes, X: np.ndarray, raw: bool = Fal
 
 
 @contextlib.contextmanager
-def _capture_fd(fd: int):
+def capture_fd(fd: int):
     """Capture what C++ code writes to a file descriptor (TFLM prints its arena use to stderr)."""
     with tempfile.TemporaryFile(mode="w+b") as tmp:
         saved = os.dup(fd)
@@ -198,7 +198,7 @@ def _tflm_interpreter(model: bytes, arena_size: int | None):
 
 def tflm_arena_bytes(interp) -> int | None:
     """Bytes of the arena TFLM actually used, parsed from its allocation report."""
-    with _capture_fd(2) as box:
+    with capture_fd(2) as box:
         interp.print_allocations()
     m = re.search(r"\[RecordingMicroAllocator\] Arena allocation total (\d+) bytes", box[0] if box else "")
     if m is None:

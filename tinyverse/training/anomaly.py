@@ -77,10 +77,6 @@ class AnomalyDetectionTask(TaskModule):
     def test_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor | None:
         return self._eval_step(batch, "test")
 
-    def predict_step(self, batch: Any, batch_idx: int, dataloader_idx: int = 0) -> torch.Tensor:
-        x = batch[0] if isinstance(batch, (tuple, list)) else batch
-        return self(x)
-
     # -- the task kind as the pipeline sees it ------------------------------------------------------------
     @classmethod
     def evaluate(cls, outputs: dict[str, np.ndarray], data: Any) -> Evaluation:

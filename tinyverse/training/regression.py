@@ -20,13 +20,13 @@ from torchmetrics.regression import MeanSquaredError
 from tinyverse.evaluation import Evaluation
 from tinyverse.registry import TASKS
 from tinyverse.training.augment import BatchAugment
-from tinyverse.training.tasks import OptimizerName, SchedulerName, TaskModule
+from tinyverse.training.tasks import OptimizerName, SchedulerName, SupervisedTask
 
 LossName = Literal["mse", "huber", "mae"]
 LOSSES = ("mse", "huber", "mae")
 
 
-class ValueTask(TaskModule):
+class ValueTask(SupervisedTask):
     """Loss on value targets: ``mse`` (default), ``huber`` (delta ``huber_delta``, in training units) or ``mae``.
 
     Logs ``{stage}_loss`` and ``{stage}_rmse`` per epoch (RMSE over every value of the epoch, not a mean of batch
@@ -85,21 +85,6 @@ class ValueTask(TaskModule):
         self.log(f"{stage}_loss", loss, on_step=False, on_epoch=True, prog_bar=True, batch_size=n, sync_dist=True)
         self.log(f"{stage}_rmse", metric, on_step=False, on_epoch=True, prog_bar=True, batch_size=n)
         return loss
-
-    def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:
-        if self.augment.active:
-            batch = (self.augment(batch[0]), batch[1])
-        return self._step(batch, "train")
-
-    def validation_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:
-        return self._step(batch, "val")
-
-    def test_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:
-        return self._step(batch, "test")
-
-    def predict_step(self, batch: Any, batch_idx: int, dataloader_idx: int = 0) -> torch.Tensor:
-        x = batch[0] if isinstance(batch, (tuple, list)) else batch
-        return self(x)
 
 
 @TASKS.register("regression")

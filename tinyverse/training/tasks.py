@@ -72,6 +72,10 @@ class TaskModule(L.LightningModule):
         sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=hp.learning_rate, total_steps=total_steps)
         return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
 
+    def predict_step(self, batch: Any, batch_idx: int, dataloader_idx: int = 0) -> torch.Tensor:
+        x = batch[0] if isinstance(batch, (tuple, list)) else batch
+        return self(x)
+
     # -- the task kind as the pipeline sees it. Classmethods: a compile-only run has outputs but no trained module.
     default_monitor: tuple[str, str] = ("val_loss", "min")  # (metric, "min"|"max") when training.monitor is unset
 
@@ -171,8 +175,29 @@ def infer_num_classes(model: nn.Module) -> int:
     raise ValueError(f"cannot tell how many classes {type(model).__name__} predicts; pass num_classes")
 
 
+class SupervisedTask(TaskModule):
+    """A task trained on (x, y) batches: a subclass defines ``_step(batch, stage)`` (loss + logged metrics); training
+    inputs go through its ``augment`` (a :class:`BatchAugment`) first, targets never do."""
+
+    augment: BatchAugment
+
+    def _step(self, batch: tuple[torch.Tensor, torch.Tensor], stage: str) -> torch.Tensor:
+        raise NotImplementedError(f"{type(self).__name__} must define _step(batch, stage)")
+
+    def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:
+        if self.augment.active:
+            batch = (self.augment(batch[0]), batch[1])
+        return self._step(batch, "train")
+
+    def validation_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:
+        return self._step(batch, "val")
+
+    def test_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:
+        return self._step(batch, "test")
+
+
 @TASKS.register("classification")
-class ClassificationTask(TaskModule):
+class ClassificationTask(SupervisedTask):
     """Cross-entropy classification; the model returns logits (N, K).
 
     ``num_classes`` defaults to what the model says it predicts (see :func:`infer_num_classes`).
@@ -230,18 +255,3 @@ class ClassificationTask(TaskModule):
         # Passing the metric object lets torchmetrics compute and reset it at epoch end (and sync under DDP).
         self.log(f"{stage}_acc", acc, on_step=False, on_epoch=True, prog_bar=True, batch_size=n)
         return loss
-
-    def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:
-        if self.augment.active:
-            batch = (self.augment(batch[0]), batch[1])
-        return self._step(batch, "train")
-
-    def validation_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:
-        return self._step(batch, "val")
-
-    def test_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:
-        return self._step(batch, "test")
-
-    def predict_step(self, batch: Any, batch_idx: int, dataloader_idx: int = 0) -> torch.Tensor:
-        x = batch[0] if isinstance(batch, (tuple, list)) else batch
-        return self(x)
