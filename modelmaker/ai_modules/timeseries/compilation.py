@@ -111,17 +111,18 @@ def quantization_summary(mode: str, metric: str, float_metric, rep, qat_float=No
 
 
 def compile_stage(module, cfg, run_dir: Path, model, X: dict, y: dict, summary: dict, task=None, data=None,
-                  evaluation=None) -> Any:
+                  evaluation=None, outputs: dict | None = None) -> Any:
     """QAT (optional), then ``compile_model`` into the run folder; fills summary and the report blocks.
 
-    ``evaluation`` is the testing stage's (computed here when testing is disabled); its ``metric_fn`` is the
-    verification table's metric, recomputed for every artifact.
+    ``evaluation`` and ``outputs`` (the model's val/test outputs) are the testing stage's (computed here when
+    testing is disabled); the evaluation's ``metric_fn`` is the verification table's metric, recomputed for every
+    artifact.
     """
     from tinyverse.compile import DEFAULT_EXPORTERS, compile_model
     from tinyverse.export import torch_outputs
 
     comp, t = cfg.compilation, cfg.training
-    outputs = split_outputs(model, X, cfg.testing.batch_size)
+    outputs = outputs if outputs is not None else split_outputs(model, X, cfg.testing.batch_size)
     if evaluation is None and task is not None and data is not None:
         evaluation = evaluate(task, outputs, data)
     metric, metric_fn = _verification_metric(evaluation)

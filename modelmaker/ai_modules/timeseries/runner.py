@@ -156,7 +156,7 @@ class TimeSeriesModule:
             plot_loss_curves(result.metrics_csv, run_dir / "loss_curves.png")
         model = task.model.eval()
 
-        evaluation = None
+        evaluation, outputs = None, None
         if cfg.testing.enable:
             outputs = comp_stage.split_outputs(model, X, cfg.testing.batch_size)
             evaluation = comp_stage.evaluate(task, outputs, data)
@@ -189,5 +189,6 @@ class TimeSeriesModule:
             summary["feature_extraction"] = export_feature_extraction(
                 self.fitted_transforms, self.raw_test_X, run_dir, count=cfg.compilation.golden_vectors)
         if cfg.compilation.enable:  # quantize (PTQ or QAT), export, verify every artifact, check the device
-            model = comp_stage.compile_stage(self, cfg, run_dir, model, X, y, summary, task, data, evaluation)
+            model = comp_stage.compile_stage(self, cfg, run_dir, model, X, y, summary, task, data, evaluation,
+                                             outputs)
         return summary
