@@ -33,6 +33,13 @@ class DeviceCheckError(RuntimeError):
     """
 
 
+class VerificationError(RuntimeError):
+    """An exported artifact broke its pass rule (``compilation.tolerances``) and ``compilation.strict`` is true.
+
+    Raised after the run folder and its report are complete; ``str()`` is a headline plus one line per FAIL row.
+    """
+
+
 class ModelFileError(RuntimeError):
     """``compilation.model_path`` cannot be loaded or does not match the data. ``str()`` is one line."""
 
@@ -76,6 +83,29 @@ def precheck_device(spec, device: str | None, strict: bool, model_name: str = "m
     for v in report.violations:
         log.warning("  - %s", v)
     return report
+
+
+def verification_summary(verified: bool, failures: list[str], tolerances) -> dict[str, Any]:
+    """``summary["verification"]``, the same key in every modality: PASS/FAIL, what failed, the bounds used."""
+    return {"status": "PASS" if verified else "FAIL", "failures": list(failures),
+            "tolerances": tolerances.model_dump() if hasattr(tolerances, "model_dump") else dict(tolerances or {})}
+
+
+def fail_if_unverified(cfg, summary: dict[str, Any], run_dir: Path) -> None:
+    """A FAIL row fails a strict run (``VerificationError``, exit 2) once the folder and report are written;
+    ``compilation.strict: false`` keeps the run a success with a loud warning."""
+    ver = summary.get("verification") or {}
+    if ver.get("status") != "FAIL":
+        return
+    lines = [f"  - {f}" for f in ver.get("failures", [])]
+    if not cfg.compilation.strict:
+        log.warning("VERIFICATION FAILED (compilation.strict: false, the run counts as done): %d artifact(s) "
+                    "disagree with their reference:\n%s", len(lines), "\n".join(lines))
+        return
+    raise VerificationError("\n".join(
+        [f"{len(lines)} exported artifact(s) failed verification (bounds: compilation.tolerances; set "
+         f"compilation.strict: false to keep such a run; the run folder is complete: {run_dir / 'report.md'}):"]
+        + lines))
 
 
 def write_device_check(run_dir: Path, report, name: str = "device_check") -> None:
@@ -167,7 +197,7 @@ def onnx_outputs(onnx_path: str | Path, X: np.ndarray) -> np.ndarray:
 
 def compile_onnx_file(onnx_path: str | Path, out_dir: Path, calib_X: np.ndarray, test_X: np.ndarray,
                       test_y: np.ndarray | None, metric: str, device: str | None, exporters: list[str] | None,
-                      metric_fn=None):
+                      metric_fn=None, tolerances=None, higher_is_better: bool = True):
     """Compile-only for a bare ONNX file: copy, int8 QDQ, both run on the test split, device budgets.
 
     Returns a ``tinyverse.compile.CompileReport``. What needs a spec (TFLite twin, C header, layer rules) is skipped
@@ -175,31 +205,36 @@ def compile_onnx_file(onnx_path: str | Path, out_dir: Path, calib_X: np.ndarray,
     """
     import shutil
 
-    from tinyverse.compile import CompileReport, VerificationRow, _compare, scorer
+    from tinyverse.compile import CompileReport, VerificationRow, compare_outputs, onnx_int8_runtime_check, scorer
     from tinyverse.devices import DeviceReport, get_device
     from tinyverse.export import run_onnx
     from tinyverse.quantization import quantize_onnx_static
+    from tinyverse.verification import Tolerances, Verdict
 
     out_dir.mkdir(parents=True, exist_ok=True)
     float_path = out_dir / "model_float.onnx"
     shutil.copyfile(onnx_path, float_path)
     ref = onnx_outputs(float_path, test_X)
     score = scorer(test_y, metric, metric_fn)
+    tol = tolerances or Tolerances()
     rows = [VerificationRow("ONNX float", str(float_path), metric=score(ref), max_abs_diff=0.0,
-                            argmax_agreement=1.0 if ref.ndim == 2 and ref.shape[1] > 1 else None)]
+                            argmax_agreement=1.0 if ref.ndim == 2 and ref.shape[1] > 1 else None,
+                            kind="reference", verdict=Verdict())]
     artifacts = {"onnx": str(float_path)}
     skipped = [e for e in (exporters or []) if e not in ("onnx", "onnx_int8")]
     info: dict[str, Any] = {"source": str(onnx_path), "reference": "ONNX float (no PyTorch model)",
                             "skipped": {e: "needs the model spec (TFLite is built from the spec's Keras twin)"
                                         for e in (skipped or ["tflite", "tflite_int8", "c_header"])}}
     if exporters is None or "onnx_int8" in exporters:
-        row = VerificationRow("ONNX int8", None)
+        row = VerificationRow("ONNX int8", None, kind="int8")
         rows.append(row)
         t0 = time.perf_counter()
         try:
             q = quantize_onnx_static(float_path, out_dir / "model_int8.onnx", calib_X)
             row.path, row.seconds = str(q), time.perf_counter() - t0
-            _compare(row, run_onnx(q, test_X), ref, score)
+            y = run_onnx(q, test_X)
+            compare_outputs(row, y, ref, score, tol, rows[0].metric, higher_is_better,
+                            [onnx_int8_runtime_check(q, test_X, tol, y)], metric)
             artifacts["onnx_int8"] = str(q)
         except Exception as err:  # noqa: BLE001 - recorded in the row, like compile_model does
             row.error = str(err).splitlines()[0][:300]

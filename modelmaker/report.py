@@ -62,10 +62,11 @@ def _model(m: Mapping[str, Any]) -> str:
 
 def _verification(comp: Mapping[str, Any]) -> str:
     metric = comp.get("metric", "metric")
-    out = [f"| artifact | {metric} | max abs diff | TFLM arena (bytes) | error |", "|---|---:|---:|---:|---|"]
+    out = [f"| artifact | verdict | {metric} | max abs diff | TFLM arena (bytes) | error |",
+           "|---|---|---:|---:|---:|---|"]
     for r in comp.get("verification", []):
-        out.append(f"| {r['artifact']} | {_fmt(r.get('metric'))} | {_fmt(r.get('max_abs_diff'), '.3g')} | "
-                   f"{_fmt(r.get('arena_bytes'))} | {r.get('error') or ''} |")
+        out.append(f"| {r['artifact']} | {r.get('status', '-')} | {_fmt(r.get('metric'))} | "
+                   f"{_fmt(r.get('max_abs_diff'), '.3g')} | {_fmt(r.get('arena_bytes'))} | {r.get('error') or ''} |")
     return "\n".join(out)
 
 
@@ -90,9 +91,14 @@ def render_report(summary: Mapping[str, Any], run_dir: str | Path | None = None,
     blocks = dict(blocks or {})
     title = Path(summary.get("run_dir") or run_dir or "run").name
     out = [f"# Run report: {title}", ""]
+    ver = summary.get("verification") or {}
     head = [("config", summary.get("config")), ("modality", summary.get("modality")),
-            ("task", summary.get("task_type")), ("wall time (s)", summary.get("wall_time_s"))]
+            ("task", summary.get("task_type")), ("wall time (s)", summary.get("wall_time_s")),
+            ("verification", ver.get("status"))]
     out += [_kv_table(head), ""]
+    if ver.get("status") == "FAIL":  # first thing a reader sees: which export disagrees with its reference
+        out += ["**VERIFICATION FAILED**: these exports disagree with their reference beyond "
+                "`compilation.tolerances`:", ""] + [f"- {f}" for f in ver.get("failures", [])] + [""]
 
     def section(name: str, default: str | None) -> None:
         body = blocks.pop(name, None) or default

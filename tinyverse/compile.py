@@ -20,9 +20,12 @@ from torch import nn
 
 from tinyverse.devices import DeviceProfile, DeviceReport, check_spec, check_tflite_ops, get_device
 from tinyverse.export import ExportError, get_exporter, torch_outputs
-from tinyverse.export.tflite import convert_tflite, run_tflm, tflite_ops
+from tinyverse.export.onnx_float import run_onnx
+from tinyverse.export.tflite import convert_tflite, io_details, run_tflm, tflite_ops
 from tinyverse.export.twin_plan import TwinError
 from tinyverse.models.spec import ModelSpec
+from tinyverse.quantization import onnx_output_step
+from tinyverse.verification import FAIL, Check, Tolerances, Verdict, judge_outputs, runtime_check
 
 log = logging.getLogger(__name__)
 
@@ -39,9 +42,17 @@ class VerificationRow:
     arena_bytes: int | None = None
     seconds: float | None = None  # export/convert time of the artifact
     error: str | None = None
+    kind: str = "float"  # "reference", "float" or "int8": which pass rule applies (tinyverse.verification)
+    verdict: Verdict | None = None
+
+    @property
+    def status(self) -> str:
+        return self.verdict.status if self.verdict is not None else (FAIL if self.error else "PASS")
 
     def to_dict(self) -> dict[str, Any]:
-        return dict(self.__dict__)
+        out = {k: v for k, v in self.__dict__.items() if k != "verdict"}
+        verdict = self.verdict or Verdict(error=self.error)
+        return {**out, **verdict.to_dict()}
 
 
 @dataclass
@@ -57,25 +68,40 @@ class CompileReport:
         return next(r for r in self.rows if r.artifact == artifact)
 
     @property
+    def verified(self) -> bool:
+        """Every row PASSes its rule (a row that failed to export or run is a FAIL)."""
+        return all(r.status != FAIL for r in self.rows)
+
+    @property
+    def failures(self) -> list[str]:
+        """``artifact: what broke`` for every FAIL row."""
+        return [f"{r.artifact}: {'; '.join((r.verdict or Verdict(error=r.error)).failures)}"
+                for r in self.rows if r.status == FAIL]
+
+    @property
     def ok(self) -> bool:
-        return all(r.error is None for r in self.rows) and (self.device is None or self.device.fits)
+        return self.verified and (self.device is None or self.device.fits)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"out_dir": self.out_dir, "metric": self.metric, "ok": self.ok,
-                "verification": [r.to_dict() for r in self.rows], "artifacts": dict(self.artifacts),
-                "device": self.device.to_dict() if self.device else None, "info": _jsonable(self.info)}
+        return {"out_dir": self.out_dir, "metric": self.metric, "ok": self.ok, "verified": self.verified,
+                "failures": self.failures, "verification": [r.to_dict() for r in self.rows],
+                "artifacts": dict(self.artifacts), "device": self.device.to_dict() if self.device else None,
+                "info": _jsonable(self.info)}
 
     def to_markdown(self) -> str:
         fmt = lambda v, f: "-" if v is None else format(v, f)  # noqa: E731
-        out = ["## Compilation", "", f"| artifact | {self.metric} | max abs diff vs PyTorch | argmax agreement | "
-               f"TFLM arena (bytes) | time (s) | file |", "|---|---:|---:|---:|---:|---:|---|"]
+        out = ["## Compilation", "", f"| artifact | verdict | {self.metric} | max abs diff vs PyTorch | "
+               f"argmax agreement | TFLM arena (bytes) | time (s) | file | rule |",
+               "|---|---|---:|---:|---:|---:|---:|---|---|"]
         for r in self.rows:
+            verdict = r.verdict or Verdict(error=r.error)
             if r.error:
-                out.append(f"| {r.artifact} | failed: {r.error} | | | | | |")
+                out.append(f"| {r.artifact} | **FAIL** | failed: {r.error} | | | | | | |")
                 continue
-            out.append(f"| {r.artifact} | {fmt(r.metric, '.4f')} | {fmt(r.max_abs_diff, '.3g')} | "
+            status = "PASS" if verdict.status != FAIL else "**FAIL**: " + "; ".join(verdict.failures)
+            out.append(f"| {r.artifact} | {status} | {fmt(r.metric, '.4f')} | {fmt(r.max_abs_diff, '.3g')} | "
                        f"{fmt(r.argmax_agreement, '.3f')} | {fmt(r.arena_bytes, ',')} | {fmt(r.seconds, '.1f')} | "
-                       f"{Path(r.path).name if r.path else '-'} |")
+                       f"{Path(r.path).name if r.path else '-'} | {verdict.rule} |")
         if self.info.get("tflite_int8_ops"):
             out += ["", f"TFLite int8 ops: {', '.join(self.info['tflite_int8_ops'])}"]
         if self.device is not None:
@@ -118,12 +144,34 @@ def scorer(test_y: np.ndarray | None, metric: str, metric_fn: Callable[[np.ndarr
     return lambda y: _metric(y, test_y, metric)
 
 
-def _compare(row: VerificationRow, y: np.ndarray, ref: np.ndarray, score: Scorer) -> None:
+def compare_outputs(row: VerificationRow, y: np.ndarray, ref: np.ndarray, score: Scorer,
+                    tolerances: Tolerances | None = None, ref_metric: float | None = None,
+                    higher_is_better: bool = True, extra: Sequence[Check] = (),
+                    metric_name: str = "metric") -> np.ndarray:
+    """Fill ``row`` from the artifact's outputs ``y`` vs the reference ``ref`` and judge it by its kind's rule.
+
+    ``extra``: further checks of the row (e.g. a runtime against the file's reference arithmetic). Returns ``y``
+    in ``ref``'s shape."""
     y = np.asarray(y, dtype=np.float32).reshape(ref.shape)
     row.max_abs_diff = float(np.max(np.abs(y - ref)))
     row.metric = score(y)
-    if ref.ndim == 2 and ref.shape[1] > 1:
+    classifier = ref.ndim == 2 and ref.shape[1] > 1
+    if classifier:
         row.argmax_agreement = float(np.mean(y.argmax(1) == ref.argmax(1)))
+    row.verdict = judge_outputs(row.kind, y, ref, tolerances or Tolerances(), metric=metric_name, value=row.metric,
+                                ref_value=ref_metric,
+                                higher_is_better=higher_is_better, classifier=classifier)
+    row.verdict.checks.extend(extra)
+    return y
+
+
+def onnx_int8_runtime_check(path: str | Path, X: np.ndarray | Sequence[np.ndarray], tol: Tolerances,
+                            fused: np.ndarray | None = None) -> Check:
+    """onnxruntime's default session (fused int8 kernels, CPU-specific; ``fused`` if already run) against the same
+    QDQ file run as written (``ORT_DISABLE_ALL``)."""
+    fused = run_onnx(path, X) if fused is None else fused
+    reference = run_onnx(path, X, optimized=False)
+    return runtime_check("fused kernels vs QDQ reference", fused, reference, onnx_output_step(path), tol)
 
 
 def compile_model(model: nn.Module, spec: ModelSpec | None, out_dir: str | Path, calib_X: np.ndarray,
@@ -134,7 +182,9 @@ def compile_model(model: nn.Module, spec: ModelSpec | None, out_dir: str | Path,
                   float_onnx: str | Path | None = None,
                   metric_fn: Callable[[np.ndarray], float] | None = None,
                   header_defines: dict[str, Any] | None = None,
-                  header_notes: Sequence[str] = ()) -> CompileReport:
+                  header_notes: Sequence[str] = (),
+                  tolerances: Tolerances | None = None,
+                  higher_is_better: bool = True) -> CompileReport:
     """Export ``model`` with each of ``exporters``, verify every artifact on ``test_X``, check ``device``.
 
     ``calib_X`` comes from the training split (int8 calibration; never the test split). ``reference_outputs``
@@ -144,6 +194,8 @@ def compile_model(model: nn.Module, spec: ModelSpec | None, out_dir: str | Path,
     outputs and ``test_y`` (e.g. an anomaly AUC from reconstructions); it replaces ``test_y`` then.
     ``header_defines`` (name -> number) and ``header_notes`` (comment lines) go into model_int8.h: what the deployed
     model needs besides its weights, e.g. ``TV_ANOMALY_THRESHOLD`` and how the score it is compared with is computed.
+    Every row is judged by the pass rule of its kind with ``tolerances`` (``tinyverse.verification``);
+    ``higher_is_better`` is the direction of ``metric`` (accuracy, AUC: True; RMSE, sMAPE: False).
     """
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -154,15 +206,23 @@ def compile_model(model: nn.Module, spec: ModelSpec | None, out_dir: str | Path,
     ref = np.asarray(reference_outputs if reference_outputs is not None else torch_outputs(model, test_X),
                      dtype=np.float32)
     score = scorer(test_y, metric, metric_fn)
+    tol = tolerances or Tolerances()
     rows = [VerificationRow("PyTorch float", None, metric=score(ref), max_abs_diff=0.0,
-                            argmax_agreement=1.0 if ref.ndim == 2 and ref.shape[1] > 1 else None)]
+                            argmax_agreement=1.0 if ref.ndim == 2 and ref.shape[1] > 1 else None,
+                            kind="reference", verdict=Verdict())]
     artifacts: dict[str, str] = {}
     info: dict[str, Any] = {}
     wanted = list(exporters)
     paths: dict[str, Path] = {}
+    outputs: dict[str, np.ndarray] = {}  # row label -> its outputs, for the runtime-vs-runtime checks
+
+    def compare(row: VerificationRow, y: np.ndarray, extra: Sequence[Check] = ()) -> np.ndarray:
+        outputs[row.artifact] = compare_outputs(row, y, ref, score, tol, rows[0].metric, higher_is_better, extra,
+                                                metric)
+        return outputs[row.artifact]
 
     def attempt(label: str, fn) -> VerificationRow:
-        row = VerificationRow(label, None)
+        row = VerificationRow(label, None, kind="int8" if "int8" in label or label.startswith("C array") else "float")
         rows.append(row)
         try:
             fn(row)
@@ -181,7 +241,7 @@ def compile_model(model: nn.Module, spec: ModelSpec | None, out_dir: str | Path,
             else:
                 paths["onnx"] = onnx_exp.export(model, spec, out_dir, calib_X)
             row.path, row.seconds = str(paths["onnx"]), onnx_exp.info.get("export_s")
-            _compare(row, onnx_exp.run(paths["onnx"], test_X), ref, score)
+            compare(row, onnx_exp.run(paths["onnx"], test_X))
         onnx_row = attempt("ONNX float", do_onnx)
         if "onnx" not in wanted:
             rows.remove(onnx_row)
@@ -191,7 +251,8 @@ def compile_model(model: nn.Module, spec: ModelSpec | None, out_dir: str | Path,
             def do_onnx_int8(row: VerificationRow) -> None:
                 paths["onnx_int8"] = q_exp.export(model, spec, out_dir, calib_X, float_path=paths["onnx"])
                 row.path, row.seconds = str(paths["onnx_int8"]), q_exp.info.get("quantize_s")
-                _compare(row, q_exp.run(paths["onnx_int8"], test_X), ref, score)
+                y = q_exp.run(paths["onnx_int8"], test_X)
+                compare(row, y, [onnx_int8_runtime_check(paths["onnx_int8"], test_X, tol, y)])
             attempt("ONNX int8", do_onnx_int8)
 
     want_tfl = [e for e in ("tflite", "tflite_int8") if e in wanted or (e == "tflite_int8" and "c_header" in wanted)]
@@ -216,8 +277,15 @@ def compile_model(model: nn.Module, spec: ModelSpec | None, out_dir: str | Path,
                 row.path = str(path)
                 row.seconds = conv.get("convert_int8_s" if "int8" in label else "convert_float_s")
                 y = run(row)
-                _compare(row, y, ref, score)
+                compare(row, y, [] if label == "TFLite int8 (LiteRT)" else litert_check(row.path, y))
             attempt(label, body)
+
+        def litert_check(path: str, y: np.ndarray) -> list[Check]:
+            """TFLM runs the file LiteRT's reference kernels ran: they must agree to an output step."""
+            reference = outputs.get("TFLite int8 (LiteRT)")
+            if reference is None or "int8" not in path:
+                return []
+            return [runtime_check("vs LiteRT reference kernels", y, reference, io_details(path)[1].scale, tol)]
 
         lite = get_exporter("tflite_int8")
         if f_path is not None:
@@ -251,7 +319,7 @@ def compile_model(model: nn.Module, spec: ModelSpec | None, out_dir: str | Path,
             row.path = str(paths["c_header"])
             y = c_exp.run(paths["c_header"], test_X)
             row.arena_bytes = c_exp.info.get("tflm_arena_bytes")
-            _compare(row, y, ref, score)
+            compare(row, y, litert_check(str(paths["tflite_int8"]), y))
             artifacts["model_int8.h"] = c_exp.info["header"]
             if "golden" in c_exp.info:
                 artifacts["golden_vectors.h"] = c_exp.info["golden"]

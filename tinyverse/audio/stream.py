@@ -79,7 +79,7 @@ class OnnxStreamProcessor:
     needed for files written before the metadata existed.
     """
 
-    def __init__(self, path: str | Path, receptive_field: int | None = None) -> None:
+    def __init__(self, path: str | Path, receptive_field: int | None = None, optimized: bool = True) -> None:
         import json
 
         import onnxruntime as ort
@@ -88,6 +88,8 @@ class OnnxStreamProcessor:
 
         opts = ort.SessionOptions()
         opts.intra_op_num_threads = 1
+        if not optimized:  # the graph as written: the QDQ reference that fused int8 kernels are checked against
+            opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
         self.session = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
         self.input_names = [i.name for i in self.session.get_inputs()]
         self.input_name = self.input_names[0]

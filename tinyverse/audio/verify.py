@@ -6,7 +6,11 @@ records per artifact: ESR vs the PyTorch float model (whole-signal render) and v
 device), max abs difference vs PyTorch, the render real-time factor (processing seconds / audio seconds, on this
 machine's CPU, one thread) and the file size. TFLite files are verified on LiteRT's reference kernels and in the
 TFLite Micro interpreter; the XNNPACK rows time what a desktop or phone host would run. An artifact that fails
-to export or run records its error in its row; the others go on. ``format_table`` prints the rows as Markdown.
+to export or run records its error in its row; the others go on. Every row carries a ``verdict`` (PASS/FAIL) by
+the pass rule of its kind (``tinyverse.verification``): float rows ESR vs PyTorch ≤ ``audio_float_max_esr``, int8 and
+int16x8 rows their own bounds; the ONNX int8 row is also checked against the same file run without onnxruntime's
+fused kernels, and the TFLM rows against LiteRT's reference kernels, to ``runtime_max_steps`` output steps.
+``format_table`` prints the rows as Markdown.
 """
 from __future__ import annotations
 
@@ -21,6 +25,7 @@ import torch
 from torch import nn
 
 from tinyverse.audio.metrics import esr
+from tinyverse.verification import Check, Tolerances, Verdict, audio_esr_check, runtime_check
 
 __all__ = ["ARTIFACTS", "export_and_verify", "format_table"]
 
@@ -40,6 +45,14 @@ ARTIFACTS: dict[str, tuple[str | None, str | None, str]] = {
     "TFLite int16x8 (TFLM)": ("model_stream_int16.tflite", "tflite_int16", "tflm"),
 }
 DEFAULT_ARTIFACTS = tuple(ARTIFACTS)
+
+
+def artifact_kind(name: str) -> str:
+    """Which pass rule a row gets: reference (PyTorch), float, int8 or int16 (int16x8)."""
+    if ARTIFACTS[name][1] is None:
+        return "reference"
+    return "int16" if "int16" in name else "int8" if "int8" in name else "float"
+
 RUNTIMES = {"torch": "PyTorch (StreamProcessor)", "onnxruntime": "onnxruntime CPU",
             "litert": "LiteRT reference kernels", "xnnpack": "LiteRT + XNNPACK", "tflm": "TFLite Micro interpreter"}
 
@@ -58,7 +71,8 @@ def _render(proc: Any, x: np.ndarray, block_size: int) -> tuple[np.ndarray, floa
 def export_and_verify(model: nn.Module, out_dir: str | Path, x_val: np.ndarray, target: np.ndarray,
                       calib_audio: np.ndarray, sample_rate: int, block_size: int = 512,
                       artifacts: tuple[str, ...] | list[str] = DEFAULT_ARTIFACTS, num_calib: int = 64,
-                      on_row: Callable[[dict[str, Any]], None] | None = None) -> dict[str, Any]:
+                      on_row: Callable[[dict[str, Any]], None] | None = None,
+                      tolerances: Tolerances | None = None) -> dict[str, Any]:
     """Export and verify. ``x_val``: the validation input with ``receptive_field − 1`` samples of context
     before the block (1-D); ``target``: the recorded output for the block. ``calib_audio``: training audio (int8
     calibration). Returns ``{"block_size", "rows": [...], "exports": {...}}``; rows follow ``artifacts``."""
@@ -123,13 +137,16 @@ def export_and_verify(model: nn.Module, out_dir: str | Path, x_val: np.ndarray, 
             for step in wanted:
                 exports[step] = {"error": _err(e)}
 
+    tol = tolerances or Tolerances()
+    rendered: dict[str, np.ndarray] = {}  # row name -> its render, for the runtime-vs-runtime checks
     rows: list[dict[str, Any]] = []
     for name in artifacts:
         file_name, step, runtime = ARTIFACTS[name]
-        row: dict[str, Any] = {"artifact": name, "file": file_name, "runtime": runtime}
+        row: dict[str, Any] = {"artifact": name, "file": file_name, "runtime": runtime, "kind": artifact_kind(name)}
         try:
             if step is not None and step not in paths:
                 row["error"] = "export failed: " + exports.get(step, {}).get("error", "not exported")
+                row["verdict"] = Verdict(error=row["error"]).to_dict()
                 rows.append(row)
                 if on_row:
                     on_row(row)
@@ -159,8 +176,13 @@ def export_and_verify(model: nn.Module, out_dir: str | Path, x_val: np.ndarray, 
                 row["tflm_arena_bytes"] = proc.arena()
             if runtime in ("litert", "xnnpack", "tflm"):
                 row["model_block"] = proc.block
+            rendered[name] = y
+            checks = [c for c in [audio_esr_check(row["kind"], row["esr_vs_torch"], tol)] if c is not None]
+            checks += _runtime_checks(name, y, paths.get(step), x_val, block_size, rendered, proc, tol)
+            row["verdict"] = Verdict(checks).to_dict()
         except Exception as e:
             row["error"] = _err(e)
+            row["verdict"] = Verdict(error=row["error"]).to_dict()
             log.debug("%s", traceback.format_exc())
         rows.append(row)
         if on_row:
@@ -169,17 +191,35 @@ def export_and_verify(model: nn.Module, out_dir: str | Path, x_val: np.ndarray, 
             "rows": rows, "exports": exports}
 
 
+def _runtime_checks(name: str, y: np.ndarray, path: Path | None, x_val: np.ndarray, block_size: int,
+                    rendered: dict[str, np.ndarray], proc: Any, tol: Tolerances) -> list[Check]:
+    """The ONNX int8 render against the same file without fused kernels; TFLM against LiteRT's reference kernels."""
+    from tinyverse.audio.stream import OnnxStreamProcessor
+    from tinyverse.quantization import onnx_output_step
+
+    if name == "ONNX int8" and path is not None:
+        y_ref, _ = _render(OnnxStreamProcessor(path, optimized=False), x_val, block_size)
+        return [runtime_check("fused kernels vs QDQ reference", y, y_ref[-len(y):], onnx_output_step(path), tol)]
+    if name.endswith("(TFLM)"):
+        reference = rendered.get(name.replace("(TFLM)", "(LiteRT)"))
+        if reference is not None:
+            return [runtime_check("vs LiteRT reference kernels", y, reference, float(proc.out_q[1]), tol)]
+    return []
+
+
 def format_table(result: dict[str, Any]) -> str:
     """The verification rows as a Markdown table."""
-    lines = ["| artifact | runtime | ESR vs PyTorch | ESR vs target | max abs diff | render RTF | size | note |",
-             "|---|---|---|---|---|---|---|---|"]
+    lines = ["| artifact | runtime | verdict | ESR vs PyTorch | ESR vs target | max abs diff | render RTF | size | "
+             "note | rule |", "|---|---|---|---|---|---|---|---|---|---|"]
     for r in result["rows"]:
         runtime = RUNTIMES.get(r["runtime"], r["runtime"])
+        verdict = r.get("verdict") or {}
         if "error" in r:
-            lines.append(f"| {r['artifact']} | {runtime} | – | – | – | – | – | {r['error']} |")
+            lines.append(f"| {r['artifact']} | {runtime} | **FAIL** | – | – | – | – | – | {r['error']} | |")
             continue
+        status = "PASS" if verdict.get("status") != "FAIL" else "**FAIL**: " + "; ".join(verdict.get("failures", []))
         size = f"{r['bytes'] / 1024:.1f} kB" if r.get("bytes") else ""
         note = f"TFLM arena {r['tflm_arena_bytes'] / 1024:.0f} kB" if r.get("tflm_arena_bytes") else ""
-        lines.append(f"| {r['artifact']} | {runtime} | {r['esr_vs_torch']:.2e} | {r['esr_vs_target']:.4f} | "
-                     f"{r['max_abs_diff']:.2e} | {r['rtf']:.3f} | {size} | {note} |")
+        lines.append(f"| {r['artifact']} | {runtime} | {status} | {r['esr_vs_torch']:.2e} | {r['esr_vs_target']:.4f} "
+                     f"| {r['max_abs_diff']:.2e} | {r['rtf']:.3f} | {size} | {note} | {verdict.get('rule', '-')} |")
     return "\n".join(lines)

@@ -1,5 +1,5 @@
 """int8 quantization: post-training (ONNX, with calibration data) and a small QAT fine-tuning helper."""
-from tinyverse.quantization.ptq import quantize_onnx_static
+from tinyverse.quantization.ptq import MAX_WEIGHT_Q, int8_weight_bound, onnx_output_step, quantize_onnx_static
 from tinyverse.quantization.qat import PerChannelSymmetricFakeQuant, qat_finetune
 
-__all__ = ["quantize_onnx_static", "qat_finetune", "PerChannelSymmetricFakeQuant"]
+__all__ = ["quantize_onnx_static", "int8_weight_bound", "onnx_output_step", "MAX_WEIGHT_Q", "qat_finetune", "PerChannelSymmetricFakeQuant"]

@@ -12,7 +12,9 @@ import numpy as np
 
 from modelmaker.ai_modules import AI_MODULES
 from modelmaker.ai_modules.audio.constants import DEFAULT_MONITOR, MODALITY, TASK_TYPES
+from modelmaker.compilation import verification_summary
 from modelmaker.run_folder import write_json
+from tinyverse.verification import failed_rows
 
 log = logging.getLogger("modelmaker")
 AUDIO_BLOCK = 512  # samples per block of the streaming exports (a plugin-sized buffer: 10.7 ms at 48 kHz)
@@ -135,9 +137,12 @@ class AudioModule:
         if cfg.compilation.enable:
             try:
                 summary["compilation"] = self._compile(cfg, model, data, rf, run_dir, Xv, target)
+                failures = failed_rows(summary["compilation"]["rows"])
             except Exception as e:  # the training result stands; the report says what failed
                 log.exception("compilation failed")
                 summary["compilation"] = {"error": f"{type(e).__name__}: {e}"}
+                failures = [f"compilation: {type(e).__name__}: {e}"]
+            summary["verification"] = verification_summary(not failures, failures, cfg.compilation.tolerances)
         if cfg.common.target_device:
             from tinyverse.audio.devices import check_audio_model
 
@@ -163,14 +168,17 @@ class AudioModule:
                  len(artifacts) - 1, AUDIO_BLOCK, num_calib)
 
         def on_row(row: dict[str, Any]) -> None:
+            verdict = row.get("verdict") or {}
             if "error" in row:
-                log.warning("%s: %s", row["artifact"], row["error"])
+                log.warning("%-24s FAIL  %s", row["artifact"], row["error"])
             else:
-                log.info("%-24s ESR vs PyTorch %.2e, vs target %.4f, render RTF %.3f", row["artifact"],
-                         row["esr_vs_torch"], row["esr_vs_target"], row["rtf"])
+                (log.info if verdict.get("status") != "FAIL" else log.warning)(
+                    "%-24s %-4s  ESR vs PyTorch %.2e, vs target %.4f, render RTF %.3f%s", row["artifact"],
+                    verdict.get("status", "-"), row["esr_vs_torch"], row["esr_vs_target"], row["rtf"],
+                    "" if verdict.get("status") != "FAIL" else " | " + "; ".join(verdict.get("failures", [])))
 
         result = export_and_verify(model, run_dir, Xv[0], target, data.x[t0:t1], data.sample_rate, AUDIO_BLOCK,
-                                   artifacts, num_calib=num_calib, on_row=on_row)
+                                   artifacts, num_calib=num_calib, on_row=on_row, tolerances=comp.tolerances)
         table = format_table(result)
         blocks = dict(getattr(self, "report_blocks", None) or {})
         blocks["Verification"] = (f"Streaming exports, validation audio ({result['validation_seconds']} s) rendered in "
