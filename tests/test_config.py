@@ -333,3 +333,14 @@ def test_several_problems_stay_on_one_line():
 def test_config_is_a_pydantic_model_with_all_sections():
     assert list(Config.model_fields) == ["common", "dataset", "feature_extraction", "training", "testing",
                                          "compilation", "extensions"]
+
+
+def test_yaml_python_tag_is_refused_in_one_line_naming_the_file_and_line(tmp_path):
+    """SafeLoader refuses !!python/... (nothing is constructed); the message says why, not "indentation"."""
+    path = write(tmp_path, MINIMAL_YAML + "  model_args: !!python/object/apply:os.system ['echo pwned']\n")
+    assert error_of(path) == (f"{path}: line 6: YAML tags such as !!python/object/apply:os.system are not allowed "
+                              "(plain YAML only)")
+    assert error_of(write(tmp_path, "dataset: !custom {name: ucr}\n", "local.yaml")).endswith(
+        "line 1: YAML tags such as !custom are not allowed (plain YAML only)")
+    cfg = load_config(write(tmp_path, MINIMAL_YAML + "  epochs: !!int 3\n", "std.yaml"))  # standard tags stay fine
+    assert cfg.training.epochs == 3

@@ -8,6 +8,7 @@ checkpoint (``.ckpt``, next to its ``model.nam``), or a streaming ``.onnx`` / ``
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -17,7 +18,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("model",
                    help="model.nam, a run's checkpoints/best.ckpt, model_stream*.onnx or model_stream_*.tflite")
     p.add_argument("input", help="input WAV (mono; channel 0 is used otherwise)")
-    p.add_argument("output", help="output WAV (float32)")
+    p.add_argument("output", help="output WAV (float32; a missing folder is created; never the input file)")
     p.add_argument("--block-size", type=int, default=None,
                    help="samples per block (default 512; a .tflite file's own block length)")
     p.add_argument("--runtime", choices=["litert", "tflm"], default="litert",
@@ -25,24 +26,68 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=main)
 
 
+def _same_file(a: Path, b: Path) -> bool:
+    if a.resolve() == b.resolve():
+        return True
+    return a.exists() and b.exists() and os.path.samefile(a, b)  # hard links, case-insensitive file systems
+
+
+def _output_problem(output: Path, protected: dict[str, Path]) -> str | None:
+    """Why ``output`` cannot be written, checked before any work is done; None when it can."""
+    if output.is_dir():
+        return f"output {output} is a folder; give a file name, e.g. {output / 'rendered.wav'}"
+    for what, path in protected.items():
+        if _same_file(output, path):
+            return f"output {output} is the {what}: rendering would overwrite it; write to another file"
+    parent = output.parent
+    while not parent.exists():  # the folders that will be created must end in a writable folder
+        parent = parent.parent
+    if not parent.is_dir():
+        return f"cannot create the folder for output {output}: {parent} is a file"
+    if not os.access(parent, os.W_OK):
+        return f"cannot write output {output}: no permission to write in {parent}"
+    return None
+
+
+def _write_wav(path: Path, y, sr: int) -> None:
+    """Written next to the target and renamed, so a failed write never leaves a half file (or destroys an
+    earlier render) under the output name."""
+    import soundfile as sf
+
+    tmp = path.with_name(f".{path.name}.tmp")
+    try:
+        sf.write(str(tmp), y, sr, subtype="FLOAT", format="WAV")
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
 def main(args: argparse.Namespace) -> int:
     import numpy as np
-    import soundfile as sf
     import torch
 
+    from tinyverse.audio.audiofile import AudioFileError, read_audio
     from tinyverse.audio.stream import OnnxStreamProcessor, StreamProcessor, load_audio_model, process_file
 
     if args.block_size is not None and args.block_size < 1:
         print("modelmaker: error: --block-size must be >= 1", file=sys.stderr)
         return 2
     model_path = Path(args.model)
+    if not model_path.exists():
+        print(f"modelmaker: error: model: no such file: {model_path}", file=sys.stderr)
+        return 2
     if not model_path.is_file():
-        print(f"modelmaker: error: model file not found: {model_path}", file=sys.stderr)
+        print(f"modelmaker: error: model: not a file: {model_path}", file=sys.stderr)
         return 2
     try:
-        x, sr = sf.read(args.input, dtype="float32", always_2d=True)
-    except Exception as e:
-        print(f"modelmaker: error: cannot read {args.input}: {str(e).splitlines()[0]}", file=sys.stderr)
+        x, sr = read_audio(args.input, "input")
+    except AudioFileError as e:
+        print(f"modelmaker: error: {e}", file=sys.stderr)
+        return 2
+    output = Path(args.output)
+    problem = _output_problem(output, {"input file": Path(args.input), "model file": model_path})
+    if problem:
+        print(f"modelmaker: error: {problem}", file=sys.stderr)
         return 2
     if x.shape[1] > 1:
         print(f"note: {args.input} has {x.shape[1]} channels; using channel 0", file=sys.stderr)
@@ -81,12 +126,18 @@ def main(args: argparse.Namespace) -> int:
               file=sys.stderr)
     args.block_size = args.block_size or 512
     y, secs = process_file(proc, x, args.block_size)
-    sf.write(args.output, y.astype(np.float32), sr, subtype="FLOAT")
+    created = next((p for p in reversed(output.parents) if not p.exists()), None)
+    try:
+        output.parent.mkdir(parents=True, exist_ok=True)
+        _write_wav(output, y.astype(np.float32), sr)
+    except (OSError, RuntimeError) as e:  # soundfile reports write errors as RuntimeError
+        print(f"modelmaker: error: cannot write output {output}: {str(e).splitlines()[0]}", file=sys.stderr)
+        return 2
     dur = len(x) / sr
     rtf = secs / dur if dur else float("nan")
     speed = (f"{1 / rtf:.1f}x faster than real time" if rtf < 1 else f"{rtf:.1f}x slower than real time") \
         if rtf > 0 else "instant"
     print(f"rendered {dur:.2f} s of audio in {secs:.2f} s with {model_path.name} (blocks of {args.block_size}): "
           f"real-time factor {rtf:.3f} ({speed})")
-    print(f"wrote {args.output}")
+    print(f"wrote {output}" + (f" (created the folder {created})" if created else ""))
     return 0

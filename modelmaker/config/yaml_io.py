@@ -63,6 +63,15 @@ def _collect_lines(node: yaml.Node | None, path: tuple[str, ...], out: LineMap) 
             _collect_lines(item, sub, out)
 
 
+def _unknown_tag(exc: yaml.MarkedYAMLError) -> str | None:
+    """The tag, as written (``!!python/object:os.system``, ``!custom``), of a node SafeLoader refused."""
+    m = re.match(r"could not determine a constructor for the tag '([^']*)'", str(exc.problem or ""))
+    if not isinstance(exc, yaml.constructor.ConstructorError) or not m:
+        return None
+    tag = m.group(1)
+    return "!!" + tag[len("tag:yaml.org,2002:"):] if tag.startswith("tag:yaml.org,2002:") else tag
+
+
 def parse_yaml(text: str, source: str) -> tuple[Any, LineMap]:
     """Parse one YAML document. Raises ConfigError (one line, with the line number) on bad syntax."""
     loader = ConfigLoader(text)
@@ -71,6 +80,10 @@ def parse_yaml(text: str, source: str) -> tuple[Any, LineMap]:
         data = loader.construct_document(node) if node is not None else None
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
+        tag = _unknown_tag(exc)
+        if tag:  # SafeLoader knows only the standard tags; this is no indentation problem
+            raise ConfigError(source, f"YAML tags such as {tag} are not allowed (plain YAML only)",
+                              key=f"line {mark.line + 1}" if mark else "") from None
         where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else ""
         problem = exc.problem or exc.context or "invalid YAML"
         if exc.problem and exc.context:  # "while parsing a block mapping" is only useful with its line

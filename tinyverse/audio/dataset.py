@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 
+from tinyverse.audio.audiofile import AudioFileError, read_audio
 from tinyverse.audio.capture import CaptureLayout, DeviceSettings, generated_capture, standard_input
 from tinyverse.audio.metrics import esr
 from tinyverse.data.splits import DatasetError
@@ -24,10 +25,18 @@ from tinyverse.registry import DATASETS
 
 log = logging.getLogger("tinyverse.audio")
 
-__all__ = ["CaptureData", "NamCaptureDataset", "calibrate_latency", "LatencyResult"]
+__all__ = ["CaptureData", "NamCaptureDataset", "calibrate_latency", "LatencyResult", "alignment_lag"]
 
 SAMPLE_RATES = (44_100, 48_000)
 REPEATABILITY_LIMIT = 0.01
+# The largest latency the blip calibration looks for (NAM's look-back after a blip). An output this much
+# shorter than its input is a normal export that stops with the input; more means audio is missing.
+LATENCY_SLACK = 10_000
+# Cross-correlation check of the aligned pair: below MIN_CORRELATION the peak says nothing; a residual lag
+# over WARN_LAG samples (NAM's blip-disagreement limit) is a warning, over MISALIGNED_SECONDS an error.
+MIN_CORRELATION = 0.1
+WARN_LAG = 20
+MISALIGNED_SECONDS = 0.01
 
 
 @dataclass
@@ -48,10 +57,11 @@ class LatencyResult:
 
 def calibrate_latency(y: np.ndarray, layout: CaptureLayout, abs_threshold: float = 3e-4,
                       rel_threshold: float = 1e-3, safety: int = 1, look_back: int = 1000,
-                      look_ahead: int = 10_000) -> LatencyResult:
+                      look_ahead: int = LATENCY_SLACK) -> LatencyResult:
     """NAM-style latency from the blips: first crossing of a threshold set from the background level just
-    before the blips; recommended delay = earliest crossing − ``safety``. Delays that disagree by ≥ 20 samples
-    are warned about."""
+    before the blips; recommended delay = earliest crossing − ``safety``. Delays that disagree by ≥ 20 samples,
+    and delays at the earliest possible value (the output is already loud ``look_back`` samples before the
+    blip: NAM's "lookahead" warning), are warned about."""
     b0, b1 = layout.background
     background = float(np.max(np.abs(y[b0:b1]))) if b1 > b0 else 0.0
     threshold = max(background + abs_threshold, (1.0 + rel_threshold) * background)
@@ -63,6 +73,9 @@ def calibrate_latency(y: np.ndarray, layout: CaptureLayout, abs_threshold: float
             warnings.append(f"no response found to blip {i + 1} at sample {blip}")
             continue
         delays.append(int(lo + hits[0] - blip))
+        if hits[0] == 0 and lo == blip - look_back:
+            warnings.append(f"blip {i + 1}: the output is already above the trigger {look_back} samples before "
+                            "the blip; the output is probably not aligned with the input")
     if not delays:
         raise DatasetError("latency calibration failed: the output never responds to the blips "
                            "(is the output silent, or is the input not the standard layout? set dataset.latency: N)")
@@ -71,13 +84,32 @@ def calibrate_latency(y: np.ndarray, layout: CaptureLayout, abs_threshold: float
     return LatencyResult(int(min(delays)) - safety, delays, threshold, False, warnings)
 
 
-def _read_mono(path: Path, what: str, warnings: list[str]) -> tuple[np.ndarray, int]:
-    import soundfile as sf
+def alignment_lag(x: np.ndarray, y: np.ndarray, sample_rate: int, max_lag_seconds: float = 2.0,
+                  segment_seconds: float = 10.0) -> tuple[int, float]:
+    """Where ``y`` best matches ``x``: (lag in samples, positive when ``y`` is late; peak normalised
+    cross-correlation, 0..1). Measured on a segment from the middle of the pair, lags up to
+    ``max_lag_seconds`` (or a quarter of the length); a weak peak (< 0.1) means the lag says nothing."""
+    from scipy.signal import correlate
 
+    n = min(len(x), len(y))
+    max_lag = min(int(max_lag_seconds * sample_rate), n // 4)
+    seg = min(int(segment_seconds * sample_rate), n - 2 * max_lag)
+    if seg <= 0:
+        return 0, 0.0
+    c = (n - seg) // 2
+    xs = np.asarray(x[c:c + seg], np.float64)
+    ys = np.asarray(y[c - max_lag:c + seg + max_lag], np.float64)
+    r = correlate(ys, xs, mode="valid", method="fft")  # r[k] = sum_i ys[k + i] xs[i]: lag k − max_lag
+    k = int(np.argmax(np.abs(r)))
+    norm = float(np.sqrt(np.sum(xs ** 2) * np.sum(ys[k:k + seg] ** 2)))
+    return k - max_lag, (float(abs(r[k])) / norm if norm > 0 else 0.0)
+
+
+def _read_mono(path: Path, what: str, label: str, warnings: list[str]) -> tuple[np.ndarray, int]:
     try:
-        a, sr = sf.read(str(path), dtype="float32", always_2d=True)
-    except Exception as e:  # soundfile raises RuntimeError/LibsndfileError with multi-line text
-        raise DatasetError(f"dataset.{what}: cannot read {path}: {str(e).splitlines()[0]}") from None
+        a, sr = read_audio(path, label)
+    except AudioFileError as e:
+        raise DatasetError(str(e)) from None
     if a.shape[1] > 1:
         warnings.append(f"{what} {path.name} has {a.shape[1]} channels; using channel 0 (left)")
         log.warning("%s", warnings[-1])
@@ -194,6 +226,46 @@ class NamCaptureDataset:
                                background=[0, 0], train=[0, n - v])
         return layout, "tail"
 
+    # -- pair checks -------------------------------------------------------------------------------------
+    def _check_lengths(self, inp: Path, out: Path, nx: int, ny: int, sr: int) -> None:
+        """NAM's rule, with the latency as slack: the output may run on past the input (up to
+        ``length_tolerance``) but may not stop more than the latency slack before it."""
+        slack = min(self.length_tolerance,
+                    max(LATENCY_SLACK, abs(self.latency) if isinstance(self.latency, int) else 0))
+        durations = f"output {out} is {ny / sr:.2f} s, input {inp} is {nx / sr:.2f} s"
+        if nx - ny > slack:
+            raise DatasetError(f"lengths differ: {durations}: the output is {(nx - ny) / sr:.2f} s shorter, more "
+                               f"than the latency slack of {slack} samples ({slack / sr:.2f} s), so part of the "
+                               "recording is missing (cut at the start or the end?); export the recording of the "
+                               "whole input again (longer is fine, shorter is not)")
+        if ny - nx > self.length_tolerance:
+            raise DatasetError(f"lengths differ: {durations}: the output is {(ny - nx) / sr:.2f} s longer, more "
+                               f"than dataset.length_tolerance={self.length_tolerance} samples; check that it is the "
+                               "recording of this input and trim it to the input's length")
+
+    @staticmethod
+    def _check_alignment(inp: Path, out: Path, x: np.ndarray, y: np.ndarray, sr: int, delay: int,
+                         warnings: list[str]) -> tuple[int | None, float]:
+        """The blips (or a manual latency) aligned the pair; cross-correlation must agree, or the model would
+        learn a shifted target (a 1 s cut trains to ESR 1.0)."""
+        lag, peak = alignment_lag(x, y, sr)
+        if peak < MIN_CORRELATION:
+            warnings.append(f"cannot check the alignment: the output barely correlates with the input (peak "
+                            f"{peak:.3f}); check that {out.name} is the recording of {inp.name}")
+            log.warning("%s", warnings[-1])
+            return None, round(peak, 4)
+        if abs(lag) > WARN_LAG:
+            where = "behind" if lag > 0 else "ahead of"
+            problem = (f"output {out} is misaligned with input {inp}: after the latency correction of {delay} "
+                       f"samples the output is still {abs(lag)} samples ({1000 * abs(lag) / sr:.1f} ms) {where} the "
+                       "input by cross-correlation")
+            if abs(lag) > MISALIGNED_SECONDS * sr:
+                raise DatasetError(f"{problem} (cut or padded at the start?); export the output aligned with the "
+                                   f"input from its first sample, or set dataset.latency: {delay + lag}")
+            warnings.append(f"{problem}; set dataset.latency: {delay + lag} if the latency calibration is wrong")
+            log.warning("%s", warnings[-1])
+        return lag, round(peak, 4)
+
     # -- load --------------------------------------------------------------------------------------------
     def load(self) -> CaptureData:
         warnings: list[str] = []
@@ -205,22 +277,22 @@ class NamCaptureDataset:
             info.update(source="generated", capture_folder=cap["folder"], cached=cap["cached"],
                         device=cap["device"])
             inp, out = Path(cap["input_path"]), Path(cap["output_path"])
+            labels = ("generated capture input", "generated capture output")
         else:
             inp, out = Path(self.input_path).expanduser(), Path(self.output_path).expanduser()
-            for p, what in ((inp, "input_path"), (out, "output_path")):
-                if not p.is_file():
-                    raise DatasetError(f"dataset.{what}: file not found: {p}")
             info.update(source="files", input_path=str(inp), output_path=str(out))
-        x, sr_x = _read_mono(inp, "input", warnings)
-        y, sr_y = _read_mono(out, "output", warnings)
+            labels = ("dataset.input_path", "dataset.output_path")
+        x, sr_x = _read_mono(inp, "input", labels[0], warnings)
+        y, sr_y = _read_mono(out, "output", labels[1], warnings)
         if sr_x != sr_y:
             raise DatasetError(f"sample rates differ: input {inp.name} is {sr_x} Hz, output {out.name} is {sr_y} Hz; "
                                "record the output at the input's rate")
         if sr_x not in SAMPLE_RATES:
             warnings.append(f"sample rate {sr_x} Hz: NAM players expect 44100 or 48000 Hz")
-        if abs(len(x) - len(y)) > self.length_tolerance:
-            raise DatasetError(f"lengths differ by {abs(len(x) - len(y))} samples (input {len(x)}, output {len(y)}), "
-                               f"more than length_tolerance={self.length_tolerance}; is it the right pair?")
+        self._check_lengths(inp, out, len(x), len(y), sr_x)
+        # The layout belongs to the input file as written (a sidecar's length is the input's).
+        layout, how = self._layout(inp, x, sr_x, warnings)
+        info["layout"] = how
         n = min(len(x), len(y))
         if len(x) != len(y):
             warnings.append(f"lengths differ by {abs(len(x) - len(y))} samples; cut both to {n}")
@@ -234,8 +306,6 @@ class NamCaptureDataset:
             if what == "output" and clipped > 0:
                 raise DatasetError(f"output {path.name} clips: {clipped} samples at or above {self.clip_level} "
                                    "full scale; lower the recording level and record again")
-        layout, how = self._layout(inp, x, sr_x, warnings)
-        info["layout"] = how
 
         if self.latency == "auto":
             if not layout.blips:
@@ -255,6 +325,8 @@ class NamCaptureDataset:
         m = len(x)
         layout.validation = [[a, min(b, m)] for a, b in layout.validation]
         layout.train = [layout.train[0], min(layout.train[1], m)]
+        info["alignment_lag"], info["alignment_correlation"] = self._check_alignment(inp, out, x, y, sr_x, d,
+                                                                                     warnings)
 
         rep = None
         if len(layout.validation) >= 2:

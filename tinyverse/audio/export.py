@@ -15,7 +15,6 @@ activations) calibrated on blocks of the training audio; onnxruntime leaves the 
 from __future__ import annotations
 
 import json
-import warnings
 from pathlib import Path
 from typing import Any
 
@@ -80,6 +79,7 @@ def export_streaming_onnx(model: nn.Module, path: str | Path, block_size: int = 
     """Export a WaveNet / Linear model as a block-with-context graph, or an LSTM as a block-with-state graph
     (opset 18, dynamic batch and block length)."""
     from tinyverse.audio.nam import NAMLSTM
+    from tinyverse.export.onnx_float import quiet_onnx_export
 
     path = Path(path)
     model = model.eval().float()
@@ -87,8 +87,9 @@ def export_streaming_onnx(model: nn.Module, path: str | Path, block_size: int = 
         m = _LSTMStep(model).eval()
         n, layers, hidden = 2, model.num_layers, model.hidden_size  # batch 2: never let the trace pin it to 1
         example = (torch.randn(n, block_size), torch.zeros(n, layers, hidden), torch.zeros(n, layers, hidden))
-        with warnings.catch_warnings():  # "export with batch 1 or give h0/c0 as inputs": they are inputs
-            warnings.simplefilter("ignore")  # (and the tracer's shape-check notes)
+        # "export with batch 1 or give h0/c0 as inputs" (they are inputs) and the tracer's shape-check notes
+        # go to the run log with the rest of the exporter's output.
+        with quiet_onnx_export():
             torch.onnx.export(m, example, str(path), input_names=["x", "h", "c"],
                               output_names=["y", "h_out", "c_out"], opset_version=18, dynamo=False,
                               dynamic_axes={"x": {0: "batch", 1: "block"}, "h": {0: "batch"}, "c": {0: "batch"},
@@ -97,9 +98,10 @@ def export_streaming_onnx(model: nn.Module, path: str | Path, block_size: int = 
     else:
         rf = int(getattr(model, "receptive_field", 1))
         example = torch.randn(2, block_size + rf - 1)
-        torch.onnx.export(_Valid(model).eval(), (example,), str(path), input_names=["x"], output_names=["y"],
-                          opset_version=18, dynamo=False,
-                          dynamic_axes={"x": {0: "batch", 1: "samples"}, "y": {0: "batch", 1: "block"}})
+        with quiet_onnx_export():
+            torch.onnx.export(_Valid(model).eval(), (example,), str(path), input_names=["x"], output_names=["y"],
+                              opset_version=18, dynamo=False,
+                              dynamic_axes={"x": {0: "batch", 1: "samples"}, "y": {0: "batch", 1: "block"}})
     _write_metadata(path, stream_metadata(model))
     return path
 

@@ -15,6 +15,11 @@ from torch import nn
 
 OPSET = 18
 
+log = logging.getLogger("tinyverse.export")
+# The exporter stack narrates: torch.onnx / torch.export progress, onnxscript's optimiser and onnx_ir's passes
+# ("Removed 38 unused nodes", "PassManager: No more graph changes ...").
+EXPORTER_LOGGERS = ("torch.onnx", "torch.export", "torch._dynamo", "onnxscript", "onnx_ir")
+
 
 class ExportError(RuntimeError):
     """An export that failed or produced a file that does not agree with the model."""
@@ -44,9 +49,7 @@ def export_onnx(model: nn.Module, path: str | Path, example_inputs: Sequence[tor
     was_training = model.training
     model.eval()
     try:
-        # onnxscript's optimiser prints progress to stdout; a run's console should show the run.
-        with warnings.catch_warnings(), _quiet_exporter(), contextlib.redirect_stdout(io.StringIO()):
-            warnings.simplefilter("ignore")
+        with quiet_onnx_export():
             program = torch.onnx.export(model, example_inputs, dynamo=True, opset_version=OPSET,
                                         input_names=input_names, output_names=output_names,
                                         dynamic_shapes=dynamic_shapes, verbose=False)
@@ -56,19 +59,47 @@ def export_onnx(model: nn.Module, path: str | Path, example_inputs: Sequence[tor
     return path
 
 
-class _quiet_exporter:
-    """The dynamo exporter logs progress lines at INFO/WARNING; a run's log should not fill with them."""
+class _ToRunLog(logging.Handler):
+    """Exporter records at ERROR and above go to every handler (the console too); the rest only to the
+    handlers of the ``tinyverse`` logger, which is where a run attaches its run.log."""
 
-    def __enter__(self):
-        self._levels = {}
-        for name in ("torch.onnx", "torch.export", "torch._dynamo", "onnxscript"):
-            lg = logging.getLogger(name)
-            self._levels[name] = lg.level
-            lg.setLevel(logging.ERROR)
+    def emit(self, record: logging.LogRecord) -> None:
+        if record.levelno >= logging.ERROR:
+            log.handle(record)
+            return
+        for handler in logging.getLogger("tinyverse").handlers:
+            if record.levelno >= handler.level:
+                handler.handle(record)
 
-    def __exit__(self, *exc):
-        for name, level in self._levels.items():
-            logging.getLogger(name).setLevel(level)
+
+@contextlib.contextmanager
+def quiet_onnx_export():
+    """Around a ``torch.onnx.export`` call: the exporter's log lines, its prints to stdout and its Python
+    warnings go to the run log (the ``tinyverse`` logger's handlers), not to the console; errors still show.
+    Every torch.onnx export in tinyverse runs inside this."""
+    to_log = _ToRunLog()
+    saved = []
+    for name in EXPORTER_LOGGERS:
+        lg = logging.getLogger(name)
+        saved.append((lg, lg.level, lg.propagate, lg.handlers[:]))
+        lg.handlers, lg.propagate = [to_log], False
+        lg.setLevel(logging.INFO)  # DEBUG would be thousands of onnxscript lines
+    stdout = io.StringIO()
+    caught: list[warnings.WarningMessage] = []
+    try:
+        with warnings.catch_warnings(record=True) as caught, contextlib.redirect_stdout(stdout):
+            warnings.simplefilter("default")
+            yield
+    finally:
+        for lg, level, propagate, handlers in saved:
+            lg.handlers, lg.propagate = handlers, propagate
+            lg.setLevel(level)
+        for line in stdout.getvalue().splitlines():
+            if line.strip():
+                to_log.handle(log.makeRecord(log.name, logging.INFO, __file__, 0, "%s", (line,), None))
+        for w in caught:
+            to_log.handle(log.makeRecord(log.name, logging.WARNING, w.filename, w.lineno, "%s: %s",
+                                         (w.category.__name__, w.message), None))
 
 
 def onnx_session(path: str | Path):
