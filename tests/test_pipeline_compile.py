@@ -235,3 +235,107 @@ def test_shipped_compile_only_config(compiled_run, tmp_path):
     assert rows(summary)["ONNX int8"]["error"] is None
     assert summary["device"]["fits"] is True
     assert (Path(summary["run_dir"]) / "report.md").is_file()
+
+
+# -- verification pass rules (tinyverse.verification) ----------------------------------------------------------
+
+def test_every_row_has_a_verdict_and_int8_onnx_is_cpu_independent(compiled_run):
+    """Each row states its rule and PASSes; the int8 ONNX agrees with its own QDQ reference arithmetic.
+
+    On an x86 CPU without VNNI, onnxruntime's fused u8·s8 kernels saturate full-range int8 weights in int16 pair
+    sums: the fused run then disagrees with ``ORT_DISABLE_ALL`` (this check fails there, not only on the developer's
+    CPU); the weight bound ≤ 64 is what prevents it on every CPU, and is checked on the file itself.
+    """
+    import numpy as np
+
+    from tinyverse.export import run_onnx
+    from tinyverse.quantization import MAX_WEIGHT_Q, int8_weight_bound, onnx_output_step
+
+    run_dir, summary = compiled_run
+    assert summary["verification"]["status"] == "PASS" and summary["verification"]["failures"] == []
+    table = rows(summary)
+    for name, row in table.items():
+        assert row["status"] == "PASS", (name, row["failures"])
+        assert row["kind"] in ("reference", "float", "int8")
+        if row["kind"] != "reference":
+            assert row["checks"] and all(c["pass"] for c in row["checks"]), name
+    assert table["ONNX float"]["kind"] == "float" and table["ONNX int8"]["kind"] == "int8"
+    assert any(c["name"].startswith("fused kernels vs QDQ reference") for c in table["ONNX int8"]["checks"])
+    assert any(c["name"].startswith("vs LiteRT") for c in table["TFLite int8 (TFLM)"]["checks"])
+    q = run_dir / "model_int8.onnx"
+    assert 0 < int8_weight_bound(q) <= MAX_WEIGHT_Q
+    X = np.random.default_rng(0).standard_normal((64, 1, 24, 1)).astype(np.float32) * 2
+    fused, reference = run_onnx(q, X), run_onnx(q, X, optimized=False)
+    assert np.abs(fused - reference).max() <= onnx_output_step(q) * 1.001
+    assert (fused.argmax(1) == reference.argmax(1)).all()
+    report = (run_dir / "report.md").read_text()
+    assert "| verification | PASS |" in report
+
+
+def test_a_row_beyond_its_tolerance_fails_the_run_after_the_report(compiled_run, tmp_path, capsys):
+    """A tolerance no export can meet: exit 2 naming the row; folder, summary and report still written."""
+    run_dir, _ = compiled_run
+    cfg = write_config(tmp_path / "c.yaml", tmp_path / "projects", training={"enable": False},
+                       compilation={"model_path": str(run_dir / "checkpoints" / "best.ckpt"),
+                                    "tolerances": {"float_rel_diff": 1e-12}})
+    assert main(["run", str(cfg)]) == 2
+    err = capsys.readouterr().err
+    assert "failed verification" in err and "ONNX float: max |diff| / max(1, |ref|)" in err
+    out = tmp_path / "projects" / "tiny"
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["verification"]["status"] == "FAIL"
+    assert any(f.startswith("ONNX float:") for f in summary["verification"]["failures"])
+    assert rows(summary)["ONNX float"]["status"] == "FAIL" and rows(summary)["ONNX int8"]["status"] == "PASS"
+    report = (out / "report.md").read_text()
+    assert "VERIFICATION FAILED" in report and "**FAIL**" in report
+    compile_report = json.loads((out / "compile_report.json").read_text())
+    assert compile_report["verified"] is False
+
+    # strict: false keeps the run a success, loudly
+    cfg = write_config(tmp_path / "d.yaml", tmp_path / "projects2", training={"enable": False},
+                       compilation={"model_path": str(run_dir / "checkpoints" / "best.ckpt"), "strict": False,
+                                    "tolerances": {"float_rel_diff": 1e-12}})
+    assert main(["run", str(cfg)]) == 0
+    assert json.loads((tmp_path / "projects2" / "tiny" / "summary.json").read_text())["verification"]["status"] \
+        == "FAIL"
+
+
+def test_a_corrupted_int8_artifact_is_a_fail_row(compiled_run, tmp_path, monkeypatch):
+    """An int8 ONNX whose outputs are wrong (here: its weights scrambled) breaks the int8 rule; the others pass."""
+    import numpy as np
+    import onnx
+    from onnx import numpy_helper
+
+    import tinyverse.export.onnx_exporters as ox
+    from tinyverse.compile import compile_model
+    from tinyverse.models import GenericModelWithSpec
+    from tinyverse.models.spec import ModelSpec
+
+    run_dir, _ = compiled_run
+    real_export = ox.OnnxInt8Exporter.export
+
+    def corrupt(self, *args, **kwargs):
+        path = real_export(self, *args, **kwargs)
+        model = onnx.load(str(path))
+        for init in model.graph.initializer:
+            w = numpy_helper.to_array(init)
+            if w.dtype == np.int8 and w.size > 8:
+                init.CopyFrom(numpy_helper.from_array(np.random.default_rng(0).permutation(w.ravel())
+                                                      .reshape(w.shape), init.name))
+        onnx.save(model, str(path))
+        return path
+
+    monkeypatch.setattr(ox.OnnxInt8Exporter, "export", corrupt)
+    import torch
+
+    model = GenericModelWithSpec(ModelSpec.from_yaml(run_dir / "model_spec.yaml"))
+    state = torch.load(run_dir / "checkpoints" / "best.ckpt", map_location="cpu", weights_only=True)["state_dict"]
+    model.load_state_dict({k[len("model."):]: v for k, v in state.items() if k.startswith("model.")})
+    X = np.random.default_rng(1).standard_normal((200, 1, 24, 1)).astype(np.float32)
+    y = np.zeros(200, dtype=int)
+    rep = compile_model(model, None, tmp_path, X[:64], X, y, exporters=("onnx", "onnx_int8"))
+    row = rep.row("ONNX int8")
+    assert row.status == "FAIL" and not rep.verified
+    assert any("argmax agreement" in f or "accuracy drop" in f for f in row.verdict.failures)
+    assert rep.row("ONNX float").status == "PASS"
+    assert rep.failures and rep.failures[0].startswith("ONNX int8:")

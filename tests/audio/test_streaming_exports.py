@@ -172,3 +172,26 @@ def test_verification_rows_record_errors_and_go_on(tmp_path, monkeypatch):
     assert "converter exploded" in rows["TFLite int8 (TFLM)"]["error"]
     table = format_table(res)
     assert "converter exploded" in table and "| ONNX float | onnxruntime CPU |" in table
+
+
+def test_streaming_rows_carry_pass_rules(tmp_path):
+    """Each streaming row is judged by its kind's rule; the ONNX int8 render is checked against the same file without
+    fused kernels (CPU-independent), and a bound no int8 render can meet turns its rows into FAILs."""
+    from tinyverse.audio.verify import export_and_verify, format_table
+    from tinyverse.verification import Tolerances, failed_rows
+
+    model = _tiny_wavenet(gated=True)
+    x = _audio(3_000)
+    target = np.tanh(3 * x[model.receptive_field - 1:])
+    wanted = ["PyTorch float", "ONNX float", "ONNX int8"]
+    res = export_and_verify(model, tmp_path, x, target, _audio(10_000, seed=1), SR, 128, wanted, num_calib=8)
+    rows = {r["artifact"]: r for r in res["rows"]}
+    assert [rows[a]["kind"] for a in wanted] == ["reference", "float", "int8"]
+    assert all(rows[a]["verdict"]["status"] == "PASS" for a in wanted), failed_rows(res["rows"])
+    fused = [c for c in rows["ONNX int8"]["verdict"]["checks"] if c["name"].startswith("fused kernels")]
+    assert fused and fused[0]["value"] <= 1.0
+    strict = export_and_verify(model, tmp_path / "b", x, target, _audio(10_000, seed=1), SR, 128, wanted,
+                               num_calib=8, tolerances=Tolerances(audio_int8_max_esr=1e-12))
+    failures = failed_rows(strict["rows"])
+    assert len(failures) == 1 and failures[0].startswith("ONNX int8: ESR vs PyTorch")
+    assert "**FAIL**" in format_table(strict)

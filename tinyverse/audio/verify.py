@@ -79,6 +79,7 @@ def export_and_verify(model: nn.Module, out_dir: str | Path, x_val: np.ndarray, 
     from tinyverse.audio.stream import OnnxStreamProcessor, StreamProcessor
 
     out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
     x_val = np.asarray(x_val, np.float32).reshape(-1)
     target = np.asarray(target, np.float32).reshape(-1)
     n = len(target)
