@@ -26,7 +26,7 @@ log = logging.getLogger(__name__)
 MAX_WEIGHT_Q = 64
 
 
-def _calibration_reader(input_names: Sequence[str], arrays: Sequence[np.ndarray], batch_size: int):
+def calibration_reader(input_names: Sequence[str], arrays: Sequence[np.ndarray], batch_size: int):
     from onnxruntime.quantization import CalibrationDataReader
 
     class NumpyCalibrationReader(CalibrationDataReader):
@@ -69,7 +69,7 @@ def quantize_onnx_static(float_path: str | Path, int8_path: str | Path,
     root.setLevel(logging.ERROR)  # onnxruntime logs a "consider pre-processing" WARNING on the root logger
     try:
         quantize_static(
-            str(float_path), str(int8_path), _calibration_reader(input_names, arrays, batch_size),
+            str(float_path), str(int8_path), calibration_reader(input_names, arrays, batch_size),
             quant_format=QuantFormat.QDQ, per_channel=per_channel, activation_type=QuantType.QInt8,
             weight_type=QuantType.QInt8, calibrate_method=CalibrationMethod.MinMax, reduce_range=True,
             extra_options={"WeightSymmetric": True, "ActivationSymmetric": False})
