@@ -98,7 +98,8 @@ def run(config_path: str | Path, resume: str | Path | None = None, overrides: di
         log.info("run folder %s", run_dir)
         summary = module.run(cfg, run_dir, resume=bool(resume), data=data,
                              **({"prepared": prepared} if prepared is not None else {}))
-        summary = {"run_dir": str(run_dir), "config": str(config_path), **summary,
+        summary = {"run_dir": str(run_dir), "config": str(config_path),
+                   **({"overrides": dict(overrides)} if overrides else {}), **summary,
                    "wall_time_s": round(time.time() - started, 1)}
         write_json(run_dir / "summary.json", summary)
         write_report(run_dir, summary, getattr(module, "report_blocks", None))

@@ -29,6 +29,7 @@ def _fmt(v) -> str:
 
 def main(args: argparse.Namespace) -> int:
     from tinyverse.devices import check_spec
+    from tinyverse.layers import SpecError
     from tinyverse.models import get_model_spec, model_arguments
     from tinyverse.registry import MODEL_REGISTRY
 
@@ -50,7 +51,13 @@ def main(args: argparse.Namespace) -> int:
         report = check_audio_model(create_model(args.model), args.device, model_name=args.model)
         shape = "1 sample/step, streaming"
     else:
-        spec = get_model_spec(args.model, **kwargs)
+        try:
+            spec = get_model_spec(args.model, **kwargs)
+        except SpecError:
+            raise
+        except (TypeError, ValueError) as err:  # e.g. an --input-shape the zoo function cannot take
+            given = ", ".join(f"{k}={list(v) if isinstance(v, tuple) else v}" for k, v in kwargs.items())
+            raise SpecError(f"{args.model}({given}) cannot be built: {' '.join(str(err).split())}") from None
         report = check_spec(spec, args.device)
         shape = "x".join(map(str, next(iter(spec.inputs.values()))))
     if args.json:

@@ -1,4 +1,4 @@
-"""``modelmaker run config.yaml [--resume RUN_FOLDER]``"""
+"""``modelmaker run config.yaml [--set KEY=VALUE ...] [--resume RUN_FOLDER]``"""
 from __future__ import annotations
 
 import argparse
@@ -9,15 +9,20 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("config", help="path to a YAML config")
     p.add_argument("--resume", metavar="RUN_FOLDER",
                    help="continue training from RUN_FOLDER/checkpoints/last.ckpt")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", dest="overrides",
+                   help="override a config value, validated like the file (repeatable; VALUE is YAML), e.g. "
+                   "--set training.epochs=3 --set dataset.ucr_name=OSULeaf --set compilation.exporters=[onnx,tflite]")
     p.add_argument("--strict-extensions", action="store_true",
                    help="stop (exit 2) when an extension fails to import, instead of reporting and skipping it")
     p.set_defaults(func=main)
 
 
 def main(args: argparse.Namespace) -> int:
+    from modelmaker.config import parse_overrides
     from modelmaker.runner import run
 
-    summary = run(args.config, resume=args.resume, strict_extensions=args.strict_extensions)
+    summary = run(args.config, resume=args.resume, overrides=parse_overrides(args.overrides),
+                  strict_extensions=args.strict_extensions)
     test = summary.get("test", {})
     onnx = summary.get("onnx", {})
     line = f"run folder: {summary['run_dir']}"

@@ -14,7 +14,7 @@ from pydantic import ValidationError
 
 from .errors import ConfigError, ConfigIssue, one_line
 from .schema import Config, ExtensionsOnly, suggestions
-from .yaml_io import LineMap, read_yaml
+from .yaml_io import LineMap, parse_yaml, read_yaml
 
 ExtensionLoader = Callable[[list[str]], Any]
 
@@ -119,6 +119,43 @@ def apply_overrides(data: dict[str, Any], overrides: Mapping[str, Any] | None) -
     return merged, touched
 
 
+def parse_overrides(items: list[str] | tuple[str, ...] | None) -> dict[str, Any]:
+    """``["training.epochs=3", "compilation.exporters=[onnx,tflite]"]`` (the CLI's ``--set KEY=VALUE``) → a dict
+    for :func:`load_config`. Each value is read as YAML (``3`` an int, ``[a, b]`` a list, ``{width: 8}`` a mapping,
+    ``null``/empty None), so it is typed exactly as the same text in the file would be; a later KEY wins."""
+    out: dict[str, Any] = {}
+    for item in items or ():
+        key, sep, text = str(item).partition("=")
+        key = key.strip()
+        if not sep or not key or any(not part.strip() for part in key.split(".")):
+            raise ConfigError("--set", f"expected KEY=VALUE with a dotted KEY, got {item!r}",
+                              hint="e.g. --set training.epochs=3 or --set training.model_args=\"{width: 8}\"")
+        out[key] = parse_yaml(text, f"--set {key}")[0]  # the file's own YAML rules (safe, no duplicate keys)
+    return out
+
+
+def _exists(data: Any, path: tuple[str, ...]) -> bool:
+    for part in path:
+        if not isinstance(data, dict) or part not in data:
+            return False
+        data = data[part]
+    return True
+
+
+def _name_overrides(err: ConfigError, original: Any, touched: list[tuple[str, ...]]) -> ConfigError:
+    """Problems with a value an override set (or a key it introduced) are named ``--set <key>``: that is where
+    the user must look, not the file."""
+    keys = {_dotted(list(t)) for t in touched}
+    created = {_dotted(list(t[:i])) for t in touched for i in range(1, len(t) + 1) if not _exists(original, t[:i])}
+
+    def from_override(key: str) -> bool:
+        return key in created or any(key == k or key.startswith((k + ".", k + "[")) for k in keys)
+
+    issues = [ConfigIssue(f"--set {i.key}", i.problem, i.hint) if i.key and from_override(i.key) else i
+              for i in err.issues]
+    return ConfigError(err.source, issues)
+
+
 def config_from_dict(data: Any, source: str = "<dict>", *, base_dir: str | Path | None = None,
                      extension_loader: ExtensionLoader | None = None, lines: LineMap | None = None) -> Config:
     """Validate an already parsed config.
@@ -145,18 +182,28 @@ def config_from_dict(data: Any, source: str = "<dict>", *, base_dir: str | Path 
 
 def load_config(path: str | Path, overrides: Mapping[str, Any] | None = None, *,
                 extension_loader: ExtensionLoader | None = None) -> Config:
-    """Read, override and validate a config file. Relative paths inside it are relative to its folder."""
+    """Read, override and validate a config file. Relative paths inside it are relative to its folder.
+
+    ``overrides`` (dotted keys, e.g. from :func:`parse_overrides`) are merged in before validation, so they are
+    validated like the file; a problem with an overridden value names it ``--set <key>``."""
     path = Path(path)
     source = str(path)
     data, lines = read_yaml(path, source)
     if data is None:
         raise ConfigError(source, "config file is empty", hint=f"expected a mapping with sections {_SECTIONS_HINT}")
+    touched: list[tuple[str, ...]] = []
+    original = data
     if overrides and isinstance(data, dict):
         data, touched = apply_overrides(data, overrides)
         # A line number would point at the value the override replaced: drop those.
         lines = {k: v for k, v in lines.items() if not any(k[: len(t)] == t for t in touched)}
-    return config_from_dict(data, source, base_dir=path.resolve().parent, extension_loader=extension_loader,
-                            lines=lines)
+    try:
+        return config_from_dict(data, source, base_dir=path.resolve().parent, extension_loader=extension_loader,
+                                lines=lines)
+    except ConfigError as err:
+        if not touched:
+            raise
+        raise _name_overrides(err, original, touched) from None
 
 
 def dump_resolved(cfg: Config) -> str:
@@ -167,4 +214,4 @@ def dump_resolved(cfg: Config) -> str:
 
 
 __all__ = ["ConfigError", "ExtensionLoader", "apply_overrides", "config_from_dict", "dump_resolved", "issues_from",
-           "load_config", "one_line"]
+           "load_config", "one_line", "parse_overrides"]

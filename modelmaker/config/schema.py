@@ -24,6 +24,7 @@ from pydantic_core import PydanticCustomError
 
 from tinyverse.registry import DATASETS, DEVICES, EXPORTERS, MODEL_REGISTRY, TASKS, TRANSFORMS, Registry, closest
 
+from .arguments import argument_type_problem
 from .errors import ConfigError
 from .yaml_io import read_yaml
 
@@ -378,7 +379,7 @@ class TrainingSection(StrictModel):
                 raise config_error(not_found(self.model_config_path, base_dir_of(info), "file"), "model_config",
                                    "give a path relative to the config file or the current directory")
             try:
-                data, _ = read_yaml(path)
+                data, file_lines = read_yaml(path)
             except ConfigError as exc:
                 raise config_error(str(exc), "model_config") from None
             if data is None:
@@ -392,9 +393,17 @@ class TrainingSection(StrictModel):
                 ctx = exc.context or {}
                 raise config_error(f"{path}: {ctx.get('key')}: {ctx.get('problem')}", "model_config",
                                    str(ctx.get("hint", ""))) from None
+            wrong = argument_type_problem(factory, data)
+            if wrong:
+                line = file_lines.get((wrong[0],))
+                raise config_error(f"{path}{f' line {line}' if line else ''}: {wrong[0]}: {wrong[1]}", "model_config",
+                                   wrong[2])
             file_args = data
             self.model_config_path = str(path)
         check_arguments(factory, self.model_args, what, "model_args", require=False)
+        wrong = argument_type_problem(factory, self.model_args)
+        if wrong:
+            raise config_error(wrong[1], f"model_args.{wrong[0]}", wrong[2])
         self.model_args = {**file_args, **self.model_args}  # inline arguments win over the file
         return self
 

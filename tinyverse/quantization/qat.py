@@ -8,8 +8,10 @@ network to tolerate int8 noise, it does not pin the exact deployed grid.
 """
 from __future__ import annotations
 
+import contextlib
 import logging
-from typing import Callable
+import warnings
+from typing import Any, Callable
 
 import numpy as np
 import torch
@@ -42,33 +44,82 @@ def _default_loss(y: np.ndarray) -> Callable[[torch.Tensor, torch.Tensor], torch
     return nn.functional.cross_entropy if np.issubdtype(y.dtype, np.integer) else nn.functional.mse_loss
 
 
-def _evaluate(model: nn.Module, arrays: Arrays, loss_fn, batch_size: int) -> tuple[float, float | None]:
+def _evaluate(model: nn.Module, root: nn.Module, arrays: Arrays, batch_loss, batch_size: int
+              ) -> tuple[float, float | None]:
+    """Mean validation loss (batches whose ``batch_loss`` is None, e.g. anomalous windows only, are left out) and,
+    for class logits, accuracy. ``root`` is the module whose train/eval mode matters (the task, or the model)."""
     X, y = arrays
-    model.eval()
-    losses, correct = [], 0
+    root.eval()
+    total, counted, correct = 0.0, 0, 0
+    classifies = np.issubdtype(y.dtype, np.integer)
     with torch.no_grad():
         for s in range(0, len(X), batch_size):
             xb, yb = torch.as_tensor(X[s:s + batch_size]), torch.as_tensor(y[s:s + batch_size])
-            out = model(xb)
-            losses.append(float(loss_fn(out, yb)) * len(xb))
-            if yb.dtype in (torch.int64, torch.int32):
-                correct += int((out.argmax(1) == yb).sum())
-    is_cls = np.issubdtype(y.dtype, np.integer)
-    return sum(losses) / len(X), (correct / len(X) if is_cls else None)
+            loss = batch_loss(xb, yb, s // batch_size)
+            if loss is not None:
+                total, counted = total + float(loss) * len(xb), counted + len(xb)
+            if classifies:
+                out = model(xb)
+                classifies = out.ndim == 2 and out.shape[1] > 1  # logits; an autoencoder's labels are not classes
+                correct += int((out.argmax(1) == yb).sum()) if classifies else 0
+    return (total / counted if counted else float("nan")), (correct / len(X) if classifies else None)
+
+
+@contextlib.contextmanager
+def _task_steps(task, model: nn.Module):
+    """(train_loss, val_loss) of ``task``'s own ``training_step`` / ``validation_step`` outside a Trainer.
+
+    The steps log through ``self.log``; detached from its (finished) Trainer, Lightning skips those calls with a
+    warning that is expected here. The trainer reference and the task's metric states are restored afterwards.
+    """
+    import lightning as L
+    from torchmetrics import Metric
+
+    if not isinstance(task, L.LightningModule) or not any(m is model for m in task.modules()):
+        raise ValueError("qat_finetune: task must be a LightningModule that holds the model being fine-tuned")
+    try:
+        trainer = task.trainer
+    except RuntimeError:  # never attached
+        trainer = None
+    task.trainer = None
+    try:
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=r".*self\.log\(\)` but the `self\.trainer` reference.*")
+            yield (lambda xb, yb, i: task.training_step((xb, yb), i),
+                   lambda xb, yb, i: task.validation_step((xb, yb), i))
+    finally:
+        task.trainer = trainer
+        for m in task.modules():
+            if isinstance(m, Metric):
+                m.reset()
 
 
 def qat_finetune(model: nn.Module, train_arrays: Arrays, val_arrays: Arrays | None = None, epochs: int = 3,
                  lr: float = 1e-4, batch_size: int = 64, loss_fn: Callable | None = None,
-                 seed: int = 0) -> nn.Module:
+                 seed: int = 0, task: Any = None) -> nn.Module:
     """Fine-tune ``model`` (in place) with int8 fake-quant for ``epochs``; returns it as a float model.
 
-    ``train_arrays``/``val_arrays`` are ``(X, y)``; integer ``y`` means classification (cross-entropy), float
-    ``y`` regression (MSE), unless ``loss_fn`` is given. ``model.qat_history`` keeps per-epoch val metrics.
+    ``train_arrays``/``val_arrays`` are ``(X, y)``. The loss of a batch is, in order of preference: ``task``'s own
+    ``training_step`` (a Lightning task holding ``model``, e.g. ``TASKS[...]``: its loss, targets and augmentation,
+    so an autoencoder reconstructs its input; validation uses its ``validation_step``), else
+    ``loss_fn(output, y)``, else cross-entropy for integer ``y`` and MSE for float ``y``.
+    ``model.qat_history`` keeps per-epoch val metrics.
     """
     X, y = (np.asarray(a) for a in train_arrays)
     X = X.astype(np.float32)
     y = y.astype(np.int64) if np.issubdtype(y.dtype, np.integer) else y.astype(np.float32)
-    loss_fn = loss_fn or _default_loss(y)
+    with contextlib.ExitStack() as stack:
+        if task is not None:
+            train_loss, val_loss = stack.enter_context(_task_steps(task, model))
+        else:
+            fn = loss_fn or _default_loss(y)
+            train_loss = val_loss = lambda xb, yb, i: fn(model(xb), yb)  # noqa: E731
+        return _finetune(model, task if task is not None else model, X, y, val_arrays, epochs, lr, batch_size,
+                         seed, train_loss, val_loss)
+
+
+def _finetune(model: nn.Module, root: nn.Module, X: np.ndarray, y: np.ndarray, val_arrays: Arrays | None,
+              epochs: int, lr: float, batch_size: int, seed: int, train_loss, val_loss) -> nn.Module:
     weighted = [m for m in model.modules() if isinstance(m, (nn.Conv1d, nn.Conv2d, nn.Linear))]
     for m in weighted:
         parametrize.register_parametrization(m, "weight", PerChannelSymmetricFakeQuant())
@@ -83,7 +134,7 @@ def qat_finetune(model: nn.Module, train_arrays: Arrays, val_arrays: Arrays | No
     history = []
     try:
         for epoch in range(epochs):
-            model.train()
+            root.train()
             fqs.train()
             order = torch.randperm(len(X), generator=g).numpy()
             for s in range(0, len(X), batch_size):
@@ -91,13 +142,13 @@ def qat_finetune(model: nn.Module, train_arrays: Arrays, val_arrays: Arrays | No
                 if len(idx) < 2:  # BatchNorm cannot train on one sample
                     continue
                 opt.zero_grad()
-                loss = loss_fn(model(torch.as_tensor(X[idx])), torch.as_tensor(y[idx]))
+                loss = train_loss(torch.as_tensor(X[idx]), torch.as_tensor(y[idx]), s // batch_size)
                 loss.backward()
                 opt.step()
             if val_arrays is not None:
                 vX, vy = (np.asarray(a) for a in val_arrays)
                 vy = vy.astype(np.int64) if np.issubdtype(vy.dtype, np.integer) else vy.astype(np.float32)
-                vloss, vacc = _evaluate(model, (vX.astype(np.float32), vy), loss_fn, batch_size)
+                vloss, vacc = _evaluate(model, root, (vX.astype(np.float32), vy), val_loss, batch_size)
                 history.append({"epoch": epoch, "val_loss": vloss, "val_accuracy": vacc})
                 log.info("QAT epoch %d: val loss %.4f%s", epoch, vloss,
                          "" if vacc is None else f", val accuracy {vacc:.4f}")
@@ -106,6 +157,6 @@ def qat_finetune(model: nn.Module, train_arrays: Arrays, val_arrays: Arrays | No
             h.remove()
         for m in weighted:  # keep the trained latent float weights; exporters quantize them again
             parametrize.remove_parametrizations(m, "weight", leave_parametrized=False)
-    model.eval()
+    root.eval()
     model.qat_history = history  # type: ignore[attr-defined]
     return model

@@ -107,6 +107,9 @@ def quantization_summary(mode: str, metric: str, float_metric, rep, qat_float=No
         out["delta"] = int8 - float_metric
     if qat_float is not None:
         out["qat_float_metric"] = qat_float
+        if int8 is not None:  # the int8 model's own float twin: what quantizing after QAT itself cost
+            out["qat_float_drop_points"] = round(100 * (qat_float - int8), 4) if metric == "accuracy" else None
+            out["qat_float_delta"] = int8 - qat_float
     return out
 
 
@@ -134,13 +137,17 @@ def compile_stage(module, cfg, run_dir: Path, model, X: dict, y: dict, summary: 
 
         log.info("QAT: %d epoch(s) of int8 fake-quant fine-tuning from the trained float model", t.qat_epochs)
         has_val = len(y["val"]) > 0
+        # The task's own training step: its loss and targets (an autoencoder reconstructs x, labels are not targets).
         qat_finetune(model, (X["train"], y["train"]), (X["val"], y["val"]) if has_val else None,
-                     epochs=t.qat_epochs, lr=t.learning_rate * 0.1, batch_size=t.batch_size, seed=cfg.common.seed)
+                     epochs=t.qat_epochs, lr=t.learning_rate * 0.1, batch_size=t.batch_size, seed=cfg.common.seed,
+                     task=task)
         import torch
 
         torch.save(model.state_dict(), run_dir / "model_qat.pt")
         ref = torch_outputs(model, X["test"], batch_size=cfg.testing.batch_size)
         qat_float = metric_fn(ref) if metric_fn else None
+        if qat_float is not None and float_metric is not None:
+            log.info("QAT: float %s %.4f before, %.4f after fine-tuning", metric, float_metric, qat_float)
     calib = _calibration(X["train"], comp.calibration_samples, cfg.common.seed)
     exporters = list(comp.exporters) if comp.exporters is not None else list(DEFAULT_EXPORTERS)
     defines, notes = header_state(evaluation)  # e.g. the anomaly threshold, next to the weights in model_int8.h

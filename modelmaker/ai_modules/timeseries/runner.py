@@ -9,6 +9,7 @@ import numpy as np
 
 from modelmaker.ai_modules import AI_MODULES
 from modelmaker.ai_modules.timeseries.constants import HIGHER_IS_BETTER_SUFFIXES, MODALITY, TASK_TYPES
+from modelmaker.config.errors import one_line
 from modelmaker.run_folder import write_json
 
 log = logging.getLogger("modelmaker")
@@ -17,6 +18,42 @@ log = logging.getLogger("modelmaker")
 def as_nchw(X: np.ndarray) -> np.ndarray:
     """(N, C, L) → (N, C, L, 1): time along H with (k, 1) kernels, the layout TI's NPU expects."""
     return np.ascontiguousarray(X[..., None], dtype=np.float32)
+
+
+def build_configured_model(cfg, args: dict[str, Any]):
+    """``create_model(training.model_name, **args)``; arguments the zoo function cannot use (a list where it needs
+    an int, lengths that disagree, an input too short for its layers) fail as one line naming the arguments and where
+    they came from, not as a traceback from inside the zoo function."""
+    from tinyverse.layers import SpecError
+    from tinyverse.models import create_model
+
+    name, t = cfg.training.model_name, cfg.training
+    try:
+        return create_model(name, **args)
+    except (TypeError, ValueError, SpecError) as err:
+        mine = ", ".join(f"{k}={v!r}" for k, v in args.items() if k in t.model_args)
+        filled = ", ".join(f"{k}={v!r}" for k, v in args.items() if k not in t.model_args)
+        if t.model_config_path and mine:
+            mine += f" (model_config {t.model_config_path} and model_args)"
+        given = f"{mine} with {filled} from the dataset" if mine and filled else \
+            mine or (f"{filled} (from the dataset)" if filled else "its defaults")
+        raise SpecError(f"{'training.model_args' if mine else 'training.model_name'}: {name} cannot be built from "
+                        f"{given}: {one_line(str(err))}") from None
+
+
+def check_single_input(model, model_name: str, data) -> None:
+    """The time-series runner feeds one array per sample (``as_nchw(X)``); a spec model declaring several named
+    inputs (e.g. a knob-conditioned one) cannot be trained from such a dataset: say so before the run folder."""
+    from tinyverse.layers import SpecError
+
+    spec = getattr(model, "spec", None)
+    if spec is None or len(spec.inputs) == 1:
+        return
+    ins = ", ".join(f"{k} {'x'.join(map(str, v))}" for k, v in spec.inputs.items())
+    have = "x".join(map(str, as_nchw(data.X_train[:1]).shape[1:]))
+    raise SpecError(f"training.model_name: {model_name} takes {len(spec.inputs)} inputs ({ins}), but dataset "
+                    f"{data.name!r} provides one input per sample ({have}) and the timeseries runner feeds only that; "
+                    f"choose a model with a single input (`modelmaker models`)")
 
 
 @AI_MODULES.register("timeseries", tasks=TASK_TYPES)
@@ -76,7 +113,9 @@ class TimeSeriesModule:
             args.setdefault("num_classes", data.num_classes)
         if "num_outputs" in accepted and not data.is_classification:  # value targets: one output per value
             args.setdefault("num_outputs", int(np.prod(data.target_shape)))
-        return create_model(cfg.training.model_name, **args), args
+        model = build_configured_model(cfg, args)
+        check_single_input(model, cfg.training.model_name, data)
+        return model, args
 
     def prepare(self, cfg, data):
         """The model (built, or loaded from compilation.model_path) and its device check, before the run folder."""
@@ -84,6 +123,8 @@ class TimeSeriesModule:
         from tinyverse.data.checks import check_length
 
         prepared = prepare(self, cfg, data)
+        if prepared.source == "checkpoint":  # rebuilt from its model_spec.yaml, not by build_model
+            check_single_input(prepared.model, prepared.model_name or "compilation.model_path", data)
         receptive_field = getattr(prepared.model, "receptive_field", None)
         if receptive_field and data is not None:  # shorter series would be mostly padding
             check_length(data, int(receptive_field), f"the receptive field of {prepared.model_name or 'the model'}",
