@@ -15,7 +15,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 def _user_errors() -> tuple[type[BaseException], ...]:
     """Errors caused by input: printed as one line with exit code 2, never as a traceback."""
-    from modelmaker.compilation import DeviceCheckError, ModelFileError
+    from modelmaker.compilation import DeviceCheckError, ModelFileError, VerificationError
     from modelmaker.config import ConfigError
     from modelmaker.run_folder import RunFolderError
     from tinyverse.data import DatasetError
@@ -27,7 +27,7 @@ def _user_errors() -> tuple[type[BaseException], ...]:
     from tinyverse.transforms import TransformError
 
     return (ConfigError, RunFolderError, DatasetError, SpecError, RegistryError, ExportError, ExtensionError,
-            DeviceCheckError, ModelFileError, ProfileError, TransformError)
+            DeviceCheckError, ModelFileError, ProfileError, TransformError, VerificationError)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -48,8 +48,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         logging.getLogger(noisy).setLevel(logging.WARNING)
     try:
         return int(args.func(args) or 0)
-    except KeyboardInterrupt:
-        print("modelmaker: interrupted", file=sys.stderr)
+    except KeyboardInterrupt as err:  # a run says where it stopped and how to resume (RunInterrupted)
+        print(f"modelmaker: {str(err) or 'interrupted'}", file=sys.stderr)
         return 130
     except Exception as err:
         if isinstance(err, _user_errors()):

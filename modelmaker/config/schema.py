@@ -23,6 +23,7 @@ from pydantic import (BaseModel, ConfigDict, Field, ValidationInfo, field_valida
 from pydantic_core import PydanticCustomError
 
 from tinyverse.registry import DATASETS, DEVICES, EXPORTERS, MODEL_REGISTRY, TASKS, TRANSFORMS, Registry, closest
+from tinyverse.verification import Tolerances
 
 from .arguments import argument_type_problem
 from .errors import ConfigError
@@ -421,6 +422,8 @@ class CompilationSection(StrictModel):
     calibration_samples: int = Field(256, ge=1)
     exporters: list[str] | None = None  # None: the default set of the modality, chosen by the runner
     golden_vectors: int = Field(4, ge=0)
+    # Pass rules of the verification table (tinyverse.verification); a FAIL row fails a strict run after its report.
+    tolerances: Tolerances = Field(default_factory=Tolerances)
 
     @field_validator("exporters")
     @classmethod

@@ -102,17 +102,22 @@ def quiet_onnx_export():
                                          (w.category.__name__, w.message), None))
 
 
-def onnx_session(path: str | Path):
+def onnx_session(path: str | Path, optimized: bool = True):
+    """A CPU session; ``optimized=False`` runs the graph as written (``ORT_DISABLE_ALL``): a QDQ model then computes
+    DequantizeLinear → float op → QuantizeLinear, the reference its fused int8 kernels are checked against."""
     import onnxruntime as ort
 
     opts = ort.SessionOptions()
     opts.log_severity_level = 3
+    if not optimized:
+        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
     return ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
 
 
-def run_onnx(path_or_session, inputs: Sequence[np.ndarray] | np.ndarray, batch_size: int = 512) -> np.ndarray:
+def run_onnx(path_or_session, inputs: Sequence[np.ndarray] | np.ndarray, batch_size: int = 512,
+             optimized: bool = True) -> np.ndarray:
     """Run an ONNX model on numpy inputs in batches; returns the first output."""
-    sess = onnx_session(path_or_session) if isinstance(path_or_session, (str, Path)) else path_or_session
+    sess = onnx_session(path_or_session, optimized) if isinstance(path_or_session, (str, Path)) else path_or_session
     arrays = [inputs] if isinstance(inputs, np.ndarray) else list(inputs)
     names = [i.name for i in sess.get_inputs()]
     n = arrays[0].shape[0]

@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 
 from modelmaker.compilation import (ModelFileError, Prepared, compile_onnx_file, load_model_file, onnx_outputs,
-                                    precheck_device, write_device_check)
+                                    precheck_device, verification_summary, write_device_check)
 from modelmaker.run_folder import write_json
 
 log = logging.getLogger("modelmaker")
@@ -70,6 +70,10 @@ def _verification_metric(evaluation) -> tuple[str, Any]:
     if evaluation is None or evaluation.metric_fn is None:
         return "mse", None
     return evaluation.headline, evaluation.metric_fn
+
+
+def _higher_is_better(evaluation) -> bool:
+    return bool(getattr(evaluation, "higher_is_better", False)) if evaluation is not None else False
 
 
 def header_state(evaluation) -> tuple[dict[str, Any], list[str]]:
@@ -156,7 +160,8 @@ def compile_stage(module, cfg, run_dir: Path, model, X: dict, y: dict, summary: 
     rep = compile_model(model, getattr(model, "spec", None), run_dir, calib, X["test"], None, metric=metric,
                         device=cfg.common.target_device, exporters=exporters, golden_vectors=comp.golden_vectors,
                         reference_outputs=ref, float_onnx=_reusable_float_onnx(run_dir, qat_float is None),
-                        metric_fn=metric_fn, header_defines=defines, header_notes=notes)
+                        metric_fn=metric_fn, header_defines=defines, header_notes=notes,
+                        tolerances=comp.tolerances, higher_is_better=_higher_is_better(evaluation))
     finish(module, cfg, run_dir, rep, summary, quantization_summary(
         "qat" if qat_float is not None else "ptq", metric, float_metric, rep, qat_float), len(calib))
     return model
@@ -176,6 +181,7 @@ def finish(module, cfg, run_dir: Path, rep, summary: dict, quant: dict | None, c
                            "requested": cfg.compilation.calibration_samples}
     write_json(run_dir / "compile_report.json", rep.to_dict())
     summary["compilation"] = data
+    summary["verification"] = verification_summary(rep.verified, rep.failures, cfg.compilation.tolerances)
     if quant is not None:
         summary["quantization"] = quant
     if rep.device is not None:
@@ -183,12 +189,14 @@ def finish(module, cfg, run_dir: Path, rep, summary: dict, quant: dict | None, c
         write_device_check(run_dir, rep.device, "device_report")
     for r in rep.rows:
         if r.error:
-            log.warning("%-22s failed: %s", r.artifact, r.error)
+            log.warning("%-22s FAIL  failed: %s", r.artifact, r.error)
         else:
-            log.info("%-22s %s %s | max |diff| %s%s", r.artifact, rep.metric,
-                     "-" if r.metric is None else f"{r.metric:.4f}",
-                     "-" if r.max_abs_diff is None else f"{r.max_abs_diff:.3g}",
-                     f" | arena {r.arena_bytes:,} B" if r.arena_bytes else "")
+            (log.info if r.status != "FAIL" else log.warning)(
+                "%-22s %-4s  %s %s | max |diff| %s%s%s", r.artifact, r.status, rep.metric,
+                "-" if r.metric is None else f"{r.metric:.4f}",
+                "-" if r.max_abs_diff is None else f"{r.max_abs_diff:.3g}",
+                f" | arena {r.arena_bytes:,} B" if r.arena_bytes else "",
+                "" if r.status != "FAIL" else " | " + "; ".join(r.verdict.failures if r.verdict else []))
     if quant and quant.get("int8_metric") is not None and quant.get("float_metric") is not None:
         log.info("float %s %.4f → int8 (%s) %.4f", quant["metric"], quant["float_metric"], quant["int8_artifact"],
                  quant["int8_metric"])
@@ -239,7 +247,8 @@ def run_onnx_file(module, cfg, run_dir: Path, data, prep: Prepared) -> dict[str,
     calib = _calibration(X["train"], comp.calibration_samples, cfg.common.seed)
     rep = compile_onnx_file(prep.model_path, run_dir, calib, X["test"], None, metric, cfg.common.target_device,
                             list(comp.exporters) if comp.exporters is not None else list(DEFAULT_EXPORTERS),
-                            metric_fn=metric_fn)
+                            metric_fn=metric_fn, tolerances=comp.tolerances,
+                            higher_is_better=_higher_is_better(evaluation))
     float_metric = rep.rows[0].metric
     finish(module, cfg, run_dir, rep, summary, quantization_summary("ptq", metric, float_metric, rep), len(calib))
     module.report_blocks["Skipped"] = "\n".join(f"- {k}: {v}" for k, v in rep.info.get("skipped", {}).items())
