@@ -94,13 +94,12 @@ def test_default_run_folder_contents_and_no_overwrite(tmp_path, capsys):
     assert "already exists" in err and "--resume" in err and len(err.splitlines()) == 1
     assert (run_dir / "summary.json").read_text() == before
 
-    # resume continues from last.ckpt in the same folder
-    data = yaml.safe_load(cfg.read_text())
-    data["training"]["epochs"] = 3
-    cfg.write_text(yaml.safe_dump(data))
-    assert main(["run", str(cfg), "--resume", str(run_dir)]) == 0
-    resumed = json.loads((run_dir / "summary.json").read_text())
-    assert resumed["training"]["epochs_run"] == 3
+    # a complete run is never resumed (its results stay what they were; resuming an interrupted or failed run is
+    # tested in tests/test_run_state.py): one line, exit 2, the folder untouched
+    assert main(["run", str(cfg), "--resume", str(run_dir)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "the run is complete" in err and len(err.splitlines()) == 1
+    assert (run_dir / "summary.json").read_text() == before
 
 
 @pytest.mark.parametrize("change, expected", [

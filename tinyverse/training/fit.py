@@ -8,7 +8,11 @@
     metrics.csv             one row per epoch, train and val columns side by side, merged over versions
 
 Lightning's Trainer gives progress bars, checkpoints, early stopping, resume and DDP
-(``accelerator``/``devices``/``num_nodes``/``strategy`` pass straight through).
+(``accelerator``/``devices``/``num_nodes``/``strategy`` pass straight through, except that DDP ranks are started
+from this process and run only training: see :func:`worker_strategy`).
+
+Ctrl-C during ``fit`` raises :class:`TrainingInterrupted` (a ``KeyboardInterrupt`` carrying the epoch) once
+Lightning has shut the trainer down; ``last.ckpt`` then holds every finished epoch.
 """
 from __future__ import annotations
 
@@ -16,7 +20,10 @@ import contextlib
 import csv
 import logging
 import math
+import multiprocessing
 import re
+import signal
+import threading
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,6 +34,10 @@ import numpy as np
 import torch
 from lightning.pytorch.callbacks import Callback, EarlyStopping, ModelCheckpoint
 from lightning.pytorch.loggers import CSVLogger
+from lightning.pytorch.strategies import DDPStrategy, StrategyRegistry
+# Lightning's own launcher classes (private names, public objects: `trainer.strategy.launcher`): which one a
+# strategy got tells whether DDP would re-run the program or start workers from this process.
+from lightning.pytorch.strategies.launchers import _MultiProcessingLauncher, _SubprocessScriptLauncher
 from torch import nn
 from torch.utils.data import DataLoader, Sampler, TensorDataset
 
@@ -41,6 +52,7 @@ _NOISY_LOGGERS = (
     "lightning.fabric.utilities.rank_zero",
     "lightning.pytorch.accelerators.cuda",
     "lightning.fabric.utilities.seed",
+    "lightning.fabric.utilities.distributed",  # "Initializing distributed: GLOBAL_RANK: ..."
 )
 # Lightning warnings that are expected in this toolchain and carry no advice a user can act on here.
 _EXPECTED_WARNINGS = (
@@ -49,6 +61,7 @@ _EXPECTED_WARNINGS = (
     r".*isinstance\(treespec, LeafSpec\)` is deprecated.*",  # Lightning 2.6 vs torch >= 2.10 internals
     r".*You defined a `validation_step` but have no `val_dataloader`.*",  # fit(val=None) is supported
     r".*The number of training batches \(\d+\) is smaller than the logging interval.*",
+    r".*self\.log\('lr', \.\.\., sync_dist=True\).*",  # DDP: the learning rate is the same on every rank
 )
 
 
@@ -72,6 +85,18 @@ class TrainConfig:
     deterministic: bool = True
     gradient_clip_val: float | None = None
     log_every_n_steps: int = 1
+
+
+class TrainingInterrupted(KeyboardInterrupt):
+    """Ctrl-C stopped :func:`fit` after Lightning shut the trainer down.
+
+    ``epoch``: the epoch that was running, 0-based as in the progress bar and ``metrics.csv``; the epochs before
+    it are in ``last_checkpoint`` (None if the first epoch had not ended), which ``fit(resume_from=...)`` continues.
+    """
+
+    def __init__(self, epoch: int, last_checkpoint: Path | None) -> None:
+        super().__init__(f"interrupted at epoch {epoch}")
+        self.epoch, self.last_checkpoint = epoch, last_checkpoint
 
 
 @dataclass
@@ -175,6 +200,36 @@ def _trainer(cfg: TrainConfig, **kwargs: Any) -> L.Trainer:
                      deterministic=cfg.deterministic, **kwargs)
 
 
+def worker_strategy(trainer: L.Trainer, requested: Any) -> DDPStrategy | None:
+    """A DDP strategy that starts the other ranks from this process, or None if ``trainer``'s is fine.
+
+    Lightning's ``ddp`` (and what ``auto`` picks for several devices) starts rank 1.. by re-running the command
+    line: every rank runs the caller's whole program again (in modelmaker: load the data, open a second run
+    folder, export...). Workers started from this process run only the training and hand the weights back:
+    forked while CUDA is untouched in this process (no pickling, the data is shared, starts in a second), spawned
+    once CUDA is initialised (a forked CUDA context is unusable; spawn needs a picklable model and data).
+    Ranks started by a cluster launcher (torchrun, SLURM) already run the program each and are left alone.
+    """
+    strategy = trainer.strategy
+    if (type(strategy) is not DDPStrategy or not isinstance(strategy.launcher, _SubprocessScriptLauncher)
+            or strategy.cluster_environment.creates_processes_externally or trainer.num_nodes != 1):
+        return None
+    options: dict[str, Any] = {}
+    if isinstance(requested, str) and requested in StrategyRegistry:  # keep e.g. find_unused_parameters
+        options = {k: v for k, v in StrategyRegistry[requested]["init_params"].items() if k != "start_method"}
+    fork = "fork" in multiprocessing.get_all_start_methods() and not torch.cuda.is_initialized()
+    return DDPStrategy(start_method="fork" if fork else "spawn", **options)
+
+
+def _stop_workers(trainer: L.Trainer) -> None:
+    """Ctrl-C reached this process: Lightning leaves forked/spawned workers running, and Python would wait for them."""
+    launcher = trainer.strategy.launcher
+    if isinstance(launcher, _MultiProcessingLauncher):
+        launcher.kill(getattr(signal, "SIGKILL", signal.SIGTERM))  # checkpoints are written atomically
+        for proc in launcher.procs:
+            proc.join(timeout=30)
+
+
 def fit(task: L.LightningModule, train: ArrayPair, val: ArrayPair | None, out_dir: Path, cfg: TrainConfig,
         resume_from: Path | None = None, callbacks: list[Callback] | None = None) -> FitResult:
     """Train ``task`` on numpy arrays; write checkpoints and a flat per-epoch ``metrics.csv`` under ``out_dir``.
@@ -204,8 +259,12 @@ def fit(task: L.LightningModule, train: ArrayPair, val: ArrayPair | None, out_di
         cbs.extend(callbacks or [])
         logger = CSVLogger(save_dir=out_dir, name="logs")
 
-        trainer = _trainer(cfg, max_epochs=cfg.epochs, callbacks=cbs, logger=logger, default_root_dir=out_dir,
-                           gradient_clip_val=cfg.gradient_clip_val, log_every_n_steps=cfg.log_every_n_steps)
+        options = dict(max_epochs=cfg.epochs, callbacks=cbs, logger=logger, default_root_dir=out_dir,
+                       gradient_clip_val=cfg.gradient_clip_val, log_every_n_steps=cfg.log_every_n_steps)
+        trainer = _trainer(cfg, **options)
+        workers = worker_strategy(trainer, cfg.strategy)
+        if workers is not None:
+            trainer = _trainer(cfg, strategy=workers, **options)
         # Under DDP, Lightning swaps a plain shuffling sampler for a DistributedSampler (epoch-seeded too);
         # it would wrap a custom sampler instead and never forward set_epoch to it.
         distributed = trainer.world_size > 1
@@ -214,24 +273,53 @@ def fit(task: L.LightningModule, train: ArrayPair, val: ArrayPair | None, out_di
         val_dl = make_loader(val, cfg.batch_size, num_workers=cfg.num_workers) if val is not None else None
         if resume_from is not None:
             log.info("resuming from %s", resume_from)
-        # weights_only=True: resuming never unpickles arbitrary objects.
-        trainer.fit(task, train_dl, val_dl, ckpt_path=str(resume_from) if resume_from else None,
-                    weights_only=True)
+        sigint = signal.getsignal(signal.SIGINT)
+        interrupted = False
+        try:
+            # weights_only=True: resuming never unpickles arbitrary objects.
+            trainer.fit(task, train_dl, val_dl, ckpt_path=str(resume_from) if resume_from else None,
+                        weights_only=True)
+        except SystemExit as exit_:
+            # Lightning answers Ctrl-C with a clean shutdown and sys.exit(1): no caller could tell it from a crash.
+            if not isinstance(exit_.__context__, KeyboardInterrupt):
+                raise
+            interrupted = True
+        finally:
+            # Lightning ignores SIGINT while it shuts down and never restores it: a second Ctrl-C would be lost.
+            if sigint is not None and threading.current_thread() is threading.main_thread():
+                signal.signal(signal.SIGINT, sigint)
+        in_workers = isinstance(trainer.strategy.launcher, _MultiProcessingLauncher)
+        if interrupted or trainer.interrupted:
+            _stop_workers(trainer)
+            last_ckpt = ckpt_dir / "last.ckpt"
+            epoch = _epochs_in(last_ckpt) if in_workers else int(trainer.current_epoch)
+            raise TrainingInterrupted(epoch, last_ckpt if last_ckpt.is_file() else None) from None
 
     metrics_csv = out_dir / "metrics.csv"
     if trainer.is_global_zero:
         merge_metrics(out_dir / "logs", metrics_csv)
-    score = checkpoint.best_model_score
+    epochs, score, best_path = int(trainer.current_epoch), checkpoint.best_model_score, checkpoint.best_model_path
+    if in_workers and (ckpt_dir / "last.ckpt").is_file():
+        # The workers sent back the final weights and best_model_path, not the epoch count nor the best score:
+        # the last checkpoint holds both.
+        epochs = _epochs_in(ckpt_dir / "last.ckpt")
+        state = load_checkpoint(ckpt_dir / "last.ckpt")["callbacks"].get(checkpoint.state_key, {})
+        score, best_path = state.get("best_model_score", score), state.get("best_model_path") or best_path
     result = FitResult(
-        best_checkpoint=Path(checkpoint.best_model_path) if checkpoint.best_model_path else ckpt_dir / "best.ckpt",
+        best_checkpoint=Path(best_path) if best_path else ckpt_dir / "best.ckpt",
         last_checkpoint=ckpt_dir / "last.ckpt",
         metrics_csv=metrics_csv,
-        epochs_run=int(trainer.current_epoch),
+        epochs_run=epochs,
         best_score=float(score) if score is not None else math.nan,
     )
     log.info("trained %d epochs; best %s=%.4f (%s)", result.epochs_run, monitor, result.best_score,
              result.best_checkpoint)
     return result
+
+
+def _epochs_in(checkpoint: Path) -> int:
+    """Epochs a Lightning checkpoint has finished (0 if there is none yet); its "epoch" is the 0-based last one."""
+    return int(load_checkpoint(checkpoint)["epoch"]) + 1 if Path(checkpoint).is_file() else 0
 
 
 def merge_metrics(logs_dir: Path, out_csv: Path) -> Path:
