@@ -104,7 +104,8 @@ def fail_if_unverified(cfg, summary: dict[str, Any], run_dir: Path) -> None:
         return
     raise VerificationError("\n".join(
         [f"{len(lines)} exported artifact(s) failed verification (bounds: compilation.tolerances; set "
-         f"compilation.strict: false to keep such a run; the run folder is complete: {run_dir / 'report.md'}):"]
+         f"compilation.strict: false to keep such a run; the run folder is complete: "
+         f"{run_dir / summary.get('report', 'report.md')}):"]
         + lines))
 
 

@@ -27,6 +27,14 @@ def _short(config: Path, tmp_path: Path, **extra) -> Path:
     training = data.setdefault("training", {})
     if training.get("enable", True):
         training["epochs"] = 2
+        # A 2-epoch model has near-tied outputs: int8 may legitimately move them beyond the shipped quality bounds.
+        # Those bounds are measured on the full schedules (bench/bench_results.py); here the float and runtime checks
+        # stay as shipped.
+        compilation = data.setdefault("compilation", {}) or {}
+        compilation["tolerances"] = {"int8_min_agreement": 0.5, "int8_max_drop": 0.5, "int8_max_rel_increase": 10.0,
+                                     "int8_max_rel_rms": 2.0, "audio_int8_max_esr": 1.0, "audio_int16_max_esr": 1.0,
+                                     **(compilation.get("tolerances") or {})}
+        data["compilation"] = compilation
     for key, value in extra.items():
         section, _, name = key.partition(".")
         data.setdefault(section, {})[name] = value
@@ -50,6 +58,8 @@ def test_every_config_runs_end_to_end(config, tmp_path, capsys):
         assert summary["onnx"]["max_abs_diff"] < 1e-4
         assert (run_dir / "model.onnx").is_file() and (run_dir / "checkpoints" / "best.ckpt").is_file()
     assert str(run_dir) in capsys.readouterr().out
+    if summary.get("compilation") and "error" not in summary["compilation"]:
+        assert summary["verification"]["status"] == "PASS", summary["verification"]["failures"]
 
 
 def test_same_config_same_weights(tmp_path):

@@ -16,7 +16,9 @@ On top of these, a quantized artifact run by an optimised runtime is checked aga
 reference path, because fused int8 kernels differ between CPUs: onnxruntime's default session (fused QLinear
 kernels, whose AVX2 u8·s8 pair sums saturate in int16 on CPUs without VNNI) against the same file with
 ``ORT_DISABLE_ALL`` (DequantizeLinear → float op → QuantizeLinear), and TFLM / the C array against LiteRT's reference
-kernels. They must agree to ``runtime_max_steps`` output quantization steps. A row that failed to export or run is a
+kernels. They must agree to ``runtime_max_steps`` output quantization steps: each int8 layer may round its
+requantization differently (TFLM and LiteRT differ by 1–2 steps on a deep autoencoder), while a saturating kernel is
+off by tens of steps (68 on the default classifier under QEMU's Haswell). A row that failed to export or run is a
 FAIL too: nothing the user asked for is silently missing.
 """
 from __future__ import annotations
@@ -37,11 +39,11 @@ class Tolerances(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True)
 
     float_rel_diff: float = Field(1e-5, gt=0)
-    int8_min_agreement: float = Field(0.95, ge=0, le=1)
-    int8_max_drop: float = Field(0.02, ge=0)
+    int8_min_agreement: float = Field(0.90, ge=0, le=1)
+    int8_max_drop: float = Field(0.03, ge=0)
     int8_max_rel_increase: float = Field(0.6, ge=0)
     int8_max_rel_rms: float = Field(0.15, gt=0)
-    runtime_max_steps: float = Field(1.0, ge=0)
+    runtime_max_steps: float = Field(4.0, ge=0)
     audio_float_max_esr: float = Field(1e-6, gt=0)
     audio_int8_max_esr: float = Field(0.1, gt=0)
     audio_int16_max_esr: float = Field(0.01, gt=0)
