@@ -13,7 +13,7 @@ import yaml
 
 from modelmaker.ai_modules import AI_MODULES
 from modelmaker.compilation import fail_if_unverified
-from modelmaker.report import render_report
+from modelmaker.report import write_report
 from modelmaker.run_folder import (RunFolderError, RunInterrupted, RunStatus, check_resume_config, create_run_folder,
                                    expand_run_name, open_run_folder_for_resume, resumed_names, write_json)
 
@@ -135,7 +135,7 @@ def run(config_path: str | Path, resume: str | Path | None = None, overrides: di
                    **({"overrides": dict(overrides)} if overrides else {}), **summary,
                    "wall_time_s": round(time.time() - started, 1), "state": "running", "report": report_name}
         write_json(run_dir / "summary.json", summary)
-        (run_dir / report_name).write_text(render_report(summary, run_dir, getattr(module, "report_blocks", None)))
+        write_report(run_dir, summary, getattr(module, "report_blocks", None), report_name)  # .md and .html
         log.info("done in %.1f s: %s", summary["wall_time_s"], run_dir / "summary.json")
         _fail_if_measured_over_budget(cfg, summary, run_dir)
         fail_if_unverified(cfg, summary, run_dir)  # a FAIL row: exit 2, after the report
