@@ -1,7 +1,8 @@
 """Audio entries of ``MODEL_REGISTRY``: NAM A1 WaveNet / LSTM presets, custom WaveNets, Linear / IR.
 
-Every entry returns a NAM module (``NAMWaveNet``, ``NAMLSTM``, ``NAMLinear``) that has ``receptive_field``,
-saves to .nam, and reports its cost through :func:`macs_per_sample` / :func:`device_summary`.
+Every entry returns a NAM module (``NAMWaveNet``, ``NAMLSTM``, ``NAMLinear``) that implements the model
+contract (:mod:`tinyverse.models.contract`: ``receptive_field``, ``cost()``, ``device_ops()``, the stream hooks)
+and saves to .nam; :func:`macs_per_sample` / :func:`device_summary` read the contract.
 """
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ import torch
 from torch import nn
 
 from tinyverse.audio.nam import A1_LSTM, NAMLSTM, NAMLinear, NAMWaveNet, a1_wavenet_layers
+from tinyverse.models.contract import ModelContract
 from tinyverse.registry import MODEL_REGISTRY
 
 __all__ = ["macs_per_sample", "device_summary", "linear_from_ir", "AUDIO_MODELS"]
@@ -113,22 +115,10 @@ AUDIO_MODELS.append("NAM_Linear")
 
 def macs_per_sample(model: nn.Module) -> int:
     """Multiply-accumulates per output sample when streaming (what a pedal's DSP budget counts)."""
-    if isinstance(model, NAMWaveNet):
-        total = 0
-        for la in model.layer_arrays:
-            c = la.config
-            ch, mid = c["channels"], c["channels"] * (2 if c["gated"] else 1)
-            total += c["input_size"] * ch  # rechannel
-            for _ in c["dilations"]:
-                total += ch * mid * c["kernel_size"] + c["condition_size"] * mid + ch * ch
-            total += ch * c["head_size"]  # head rechannel
-        return int(total + 1)  # head_scale
-    if isinstance(model, NAMLSTM):
-        h, i = model.hidden_size, model.input_size
-        per = lambda n_in: 4 * h * (n_in + h) + 3 * h  # noqa: E731  (gates + elementwise state update)
-        return int(per(i) + (model.num_layers - 1) * per(h) + h)
-    if isinstance(model, NAMLinear):
-        return int(model.receptive_field)
+    if isinstance(model, ModelContract):
+        macs = model.cost().macs_per_sample
+        if macs is not None:
+            return int(macs)
     spec = getattr(model, "spec", None)
     if spec is not None:
         return int(spec.macs)
@@ -137,24 +127,14 @@ def macs_per_sample(model: nn.Module) -> int:
 
 def device_summary(model: nn.Module) -> dict[str, Any]:
     """What a pedal profile checks: architecture, activations, gating, receptive field, MACs per sample,
-    parameters, and the op classes the model needs."""
-    arch = getattr(model, "nam_architecture", type(model).__name__)
-    out: dict[str, Any] = {"architecture": arch, "params": int(sum(p.numel() for p in model.parameters())),
-                           "macs_per_sample": macs_per_sample(model),
-                           "receptive_field": int(getattr(model, "receptive_field", 1))}
-    ops: list[dict[str, Any]] = []
-    if isinstance(model, NAMWaveNet):
-        acts = sorted({la.config["activation"] for la in model.layer_arrays})
-        out.update(activations=acts, gated=any(la.config["gated"] for la in model.layer_arrays),
-                   layer_arrays=len(model.layer_arrays), kernel_sizes=sorted({la.config["kernel_size"] for la in model.layer_arrays}))
-        ops.append({"op_class": "WAVENET", "layer_arrays": len(model.layer_arrays), "gated": out["gated"],
-                    "kernel_size": max(out["kernel_sizes"]), "receptive_field": out["receptive_field"]})
-        ops += [{"op_class": a.upper()} for a in acts]
-    elif isinstance(model, NAMLSTM):
-        out.update(hidden_size=model.hidden_size, num_layers=model.num_layers)
-        ops.append({"op_class": "LSTM", "hidden_size": model.hidden_size, "num_layers": model.num_layers})
-    elif isinstance(model, NAMLinear):
-        ops.append({"op_class": "FIR", "receptive_field": model.receptive_field})
-    out["ops"] = ops
-    out["weights"] = int(getattr(model, "num_weights", out["params"]))
-    return out
+    parameters, and the op classes the model needs (``model.describe()``, ``cost()``, ``device_ops()``)."""
+    if isinstance(model, ModelContract):
+        facts = model.describe()
+        cost = model.cost()
+        return {"architecture": facts.pop("architecture"), "params": cost.params,
+                "macs_per_sample": macs_per_sample(model), "receptive_field": cost.receptive_field, **facts,
+                "ops": model.device_ops(), "weights": int(cost.weights if cost.weights is not None else cost.params)}
+    params = int(sum(p.numel() for p in model.parameters()))
+    return {"architecture": type(model).__name__, "params": params, "macs_per_sample": macs_per_sample(model),
+            "receptive_field": int(getattr(model, "receptive_field", 1)), "ops": [],
+            "weights": int(getattr(model, "num_weights", params))}

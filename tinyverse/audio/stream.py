@@ -1,11 +1,15 @@
 """Block-by-block processing, as a plugin or a pedal runs a model.
 
-:class:`StreamProcessor` keeps the receptive-field history (WaveNet / Linear) or the recurrent state (LSTM)
-between blocks, so processing a file in blocks of any size gives the same samples as one whole-file render
-from silence. ``process_file`` adds file I/O and timing (the real-time factor).
+:class:`StreamProcessor` keeps what the model needs between blocks — the receptive-field history (Linear),
+Core's per-layer buffers (WaveNet) or the recurrent state (LSTM), through the model's stream hooks
+(:class:`tinyverse.models.contract.StreamingModel`) — so processing a file in blocks of any size gives the
+same samples as one whole-file render from silence. :class:`OnnxStreamProcessor` and
+:class:`~tinyverse.audio.tflite.TFLiteStreamProcessor` do the same for the streaming exports.
+``process_file`` adds file I/O and timing (the real-time factor).
 """
 from __future__ import annotations
 
+import json
 import time
 from pathlib import Path
 from typing import Any, Callable
@@ -14,60 +18,36 @@ import numpy as np
 import torch
 from torch import nn
 
-from tinyverse.audio.nam import NAMLSTM, NAMWaveNet
+from tinyverse.audio.nam import load_nam, model_from_nam
+from tinyverse.audio.tflite import TFLiteStreamProcessor
+from tinyverse.models.contract import StreamingModel
 
-__all__ = ["StreamProcessor", "process_file", "load_audio_model", "OnnxStreamProcessor", "open_stream_processor"]
+__all__ = ["StreamProcessor", "process_file", "load_audio_model", "OnnxStreamProcessor", "open_stream_processor",
+           "onnx_stream_render", "tflite_stream_render", "STREAM_META_KEY"]
+
+# The metadata_props key of a streaming ONNX file (:mod:`tinyverse.audio.export` writes it, the processor reads it).
+STREAM_META_KEY = "tinyverse_stream"
 
 
 class StreamProcessor:
     """Feed blocks of mono samples, get the same number of output samples back."""
 
     def __init__(self, model: nn.Module, dtype: torch.dtype = torch.float32) -> None:
+        if not isinstance(model, StreamingModel):
+            raise TypeError(f"{type(model).__name__} cannot be streamed: it does not implement "
+                            "tinyverse.models.contract.StreamingModel")
         self.model = model.to(dtype).eval()
         self.dtype = dtype
-        self.rf = int(getattr(model, "receptive_field", 1))
+        self.rf = int(model.receptive_field)
         self.reset()
 
     def reset(self) -> None:
-        self.history = torch.zeros(1, self.rf - 1, dtype=self.dtype)
-        if isinstance(self.model, NAMLSTM):
-            self.state = self.model._state(1)
-        if isinstance(self.model, NAMWaveNet):
-            # One buffer per layer: the last dilation·(K−1) samples of that layer's input (Core's ring buffers).
-            self.buffers = [[torch.zeros(1, la.config["channels"], layer.reach, dtype=self.dtype)
-                             for layer in la.layers] for la in self.model.layer_arrays]
-            # Pre-warm on silence as Core does: deeper layers see biases, not zeros, before the stream starts.
-            self._wavenet(torch.zeros(1, self.rf, dtype=self.dtype))
-
-    @torch.no_grad()
-    def _wavenet(self, x: torch.Tensor) -> torch.Tensor:
-        m = self.model
-        c = x.unsqueeze(1)  # (1, 1, B) conditions every layer
-        y, head = c, None
-        for la, bufs in zip(m.layer_arrays, self.buffers):
-            act = m._activation(la.config["activation"])
-            h = la.rechannel(y)
-            for k, layer in enumerate(la.layers):
-                full = torch.cat([bufs[k], h], dim=2)
-                if layer.reach:
-                    bufs[k] = full[..., -layer.reach:]
-                h, a = layer(full, c, act)
-                head = a if head is None else head + a
-            y, head = h, la.head_rechannel(head)
-        return (m.head_scale * head)[0, 0]
+        self.state = self.model.stream_init(self.dtype)
 
     @torch.no_grad()
     def process(self, block: np.ndarray) -> np.ndarray:
         x = torch.as_tensor(np.asarray(block), dtype=self.dtype).reshape(1, -1)
-        if isinstance(self.model, NAMLSTM):
-            out, self.state = self.model.core(x.unsqueeze(-1), self.state)
-            return self.model.head(out)[0, :, 0].numpy()
-        if isinstance(self.model, NAMWaveNet):
-            return self._wavenet(x).numpy()
-        full = torch.cat([self.history, x], dim=1)
-        y = self.model(full)[0]
-        if self.rf > 1:
-            self.history = full[:, -(self.rf - 1):]
+        y, self.state = self.model.stream_block(x, self.state)
         return y.numpy()
 
 
@@ -80,11 +60,7 @@ class OnnxStreamProcessor:
     """
 
     def __init__(self, path: str | Path, receptive_field: int | None = None, optimized: bool = True) -> None:
-        import json
-
         import onnxruntime as ort
-
-        from tinyverse.audio.export import STREAM_META_KEY
 
         opts = ort.SessionOptions()
         opts.intra_op_num_threads = 1
@@ -128,8 +104,6 @@ class OnnxStreamProcessor:
 def load_audio_model(path: str | Path) -> tuple[nn.Module, dict[str, Any]]:
     """A model from a .nam file or a Lightning checkpoint of an audio run (``best.ckpt`` next to a
     ``model.nam`` or a run's ``config.yaml``)."""
-    from tinyverse.audio.nam import load_nam, model_from_nam
-
     path = Path(path)
     if path.suffix == ".nam":
         nf = load_nam(path)
@@ -154,8 +128,6 @@ def open_stream_processor(path: str | Path, runtime: str | None = None) -> tuple
     if path.suffix == ".onnx":
         return OnnxStreamProcessor(path), None, {}
     if path.suffix == ".tflite":
-        from tinyverse.audio.tflite import TFLiteStreamProcessor
-
         return TFLiteStreamProcessor(path, runtime or "litert"), None, {}
     model, info = load_audio_model(path)
     return StreamProcessor(model), model, info
@@ -171,3 +143,19 @@ def process_file(processor: Any, x: np.ndarray, block_size: int = 64,
         if on_block:
             on_block(i)
     return out, time.perf_counter() - t
+
+
+def onnx_stream_render(path: str | Path, model: nn.Module | None, x: np.ndarray, block_size: int = 512) -> np.ndarray:
+    """Render ``x`` block by block through a streaming ONNX file (zero history / initial state at the start)."""
+    rf = int(getattr(model, "receptive_field", 1)) if model is not None else None
+    proc = OnnxStreamProcessor(path, rf)
+    y, _ = process_file(proc, np.asarray(x, np.float32), block_size)
+    return y
+
+
+def tflite_stream_render(path: str | Path, x: np.ndarray, block_size: int | None = None,
+                         runtime: str = "litert") -> np.ndarray:
+    """Render ``x`` block by block through a streaming .tflite file (zero history / pre-warmed state)."""
+    proc = TFLiteStreamProcessor(path, runtime)
+    y, _ = process_file(proc, np.asarray(x, np.float32), block_size or proc.block)
+    return y

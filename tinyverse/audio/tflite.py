@@ -12,10 +12,11 @@ Contract (the same as the streaming ONNX export):
 
 How: a TF twin rebuilt layer by layer from the torch weights (a ``tf.function`` graph with constant weights;
 tf_keras for the LSTM) and ``TFLiteConverter``, in a subprocess — see ``_tflite_worker.py`` and
-shared/reference/toolchain.md. Every dilated conv is one CONV_2D
-with a (K, 1) kernel and a dilation factor, 1×1 convs are CONV_2D, the residual / head / condition alignment
-are STRIDED_SLICE crops, gating is LOGISTIC + MUL, ``head_scale`` is folded into the last head conv. The twin is
-checked against torch before conversion. Int8 models are calibrated on blocks of the training audio.
+shared/reference/toolchain.md. The model writes its own twin plan (``model.streaming_twin(block_size)``,
+:mod:`tinyverse.audio.twin`): for a WaveNet every dilated conv is one CONV_2D with a (K, 1) kernel and a
+dilation factor, 1×1 convs are CONV_2D, the residual / head / condition alignment are STRIDED_SLICE crops,
+gating is LOGISTIC + MUL, ``head_scale`` is folded into the last head conv. The twin is checked against torch
+(``model.twin_reference``) before conversion. Int8 models are calibrated on blocks of the training audio.
 """
 from __future__ import annotations
 
@@ -33,11 +34,11 @@ import numpy as np
 import torch
 from torch import nn
 
-from tinyverse.audio.nam import NAMLSTM, NAMLinear, NAMWaveNet
+from tinyverse.audio.calibration import calibration_blocks
+from tinyverse.audio.twin import AudioExportError, TwinPlan
 from tinyverse.export.tflite import capture_fd, tflm_arena_bytes
 
-__all__ = ["AudioExportError", "audio_twin_plan", "export_streaming_tflite", "TFLiteStreamProcessor",
-           "calibration_blocks", "tflite_stream_render"]
+__all__ = ["AudioExportError", "audio_twin_plan", "export_streaming_tflite", "TFLiteStreamProcessor"]
 
 log = logging.getLogger(__name__)
 WORKER = Path(__file__).with_name("_tflite_worker.py")
@@ -45,163 +46,21 @@ TWIN_TOLERANCE = 1e-4  # relative to max(1, max |torch output|)
 CONVERT_TIMEOUT_S = 900
 LSTM_PREWARM = 48_000
 
-_ACT = {"Tanh": "tanh", "Sigmoid": "sigmoid", "ReLU": "relu", "Hardtanh": "hardtanh", "Fasttanh": "fasttanh"}
 
-
-class AudioExportError(RuntimeError):
-    """An audio export that could not be written; the message says why."""
-
-
-def _np(t: torch.Tensor) -> np.ndarray:
-    return t.detach().to(torch.float64).cpu().numpy()
-
-
-# -- plans ----------------------------------------------------------------------------------------------
-
-class _Plan:
-    def __init__(self, input_shape: list[int]) -> None:
-        self.input_shape = input_shape
-        self.ops: list[dict[str, Any]] = []
-        self.weights: dict[str, np.ndarray] = {}
-        self.offset = {"x": 0}  # samples dropped from the start of the input (valid-mode alignment)
-        self.output = "x"
-
-    def conv(self, name: str, src: str, weight: np.ndarray, bias: np.ndarray | None, dilation: int = 1) -> str:
-        """torch Conv1d weight (out, in, K) → Keras Conv2D kernel (K, 1, in, out)."""
-        k = weight.shape[2]
-        self.weights[f"{name}/w"] = np.ascontiguousarray(weight.transpose(2, 1, 0)[:, None, :, :], np.float32)
-        if bias is not None:
-            self.weights[f"{name}/b"] = np.asarray(bias, np.float32)
-        self.ops.append({"kind": "conv", "name": name, "src": [src], "dilation": int(dilation),
-                         "bias": bias is not None})
-        self.offset[name] = self.offset[src] + dilation * (k - 1)
-        return name
-
-    def crop(self, name: str, src: str, offset: int) -> str:
-        top = offset - self.offset[src]
-        if top < 0:
-            raise AudioExportError(f"internal: cannot crop {src} to offset {offset}")
-        if top == 0:
-            return src
-        self.ops.append({"kind": "crop", "name": name, "src": [src], "top": int(top)})
-        self.offset[name] = offset
-        return name
-
-    def op(self, kind: str, name: str, srcs: list[str], **kw: Any) -> str:
-        self.ops.append({"kind": kind, "name": name, "src": srcs, **kw})
-        self.offset[name] = max(self.offset[s] for s in srcs)
-        return name
-
-    def to_json(self) -> dict[str, Any]:
-        return {"input_shape": self.input_shape, "ops": self.ops, "output": self.output}
-
-
-def _wavenet_plan(model: NAMWaveNet, length: int) -> _Plan:
-    p = _Plan([length, 1, 1])
-    y, head = "x", None
-    n_arrays = len(model.layer_arrays)
-    scale = float(model.head_scale)
-    for i, la in enumerate(model.layer_arrays):
-        cfg = la.config
-        act = _ACT["Fasttanh" if model.fast_tanh and cfg["activation"] == "Tanh" else cfg["activation"]]
-        ch = cfg["channels"]
-        h = p.conv(f"a{i}_rechannel", y, _np(la.rechannel.weight), None)
-        for j, layer in enumerate(la.layers):
-            pre = f"a{i}_l{j}"
-            w, b, m = _np(layer.conv.weight), _np(layer.conv.bias), _np(layer.input_mixer.weight)
-            parts = {"": slice(None)} if not layer.gated else {"_top": slice(0, ch), "_bot": slice(ch, 2 * ch)}
-            z = {}
-            for part, sl in parts.items():
-                zc = p.conv(f"{pre}_conv{part}", h, w[sl], b[sl], layer.dilation)
-                cond = p.crop(f"{pre}_cond", "x", p.offset[zc]) if f"{pre}_cond" not in p.offset else f"{pre}_cond"
-                zm = p.conv(f"{pre}_mix{part}", cond, m[sl], None)
-                z[part] = p.op("add", f"{pre}_z{part}", [zc, zm])
-            if not layer.gated:
-                a = p.op("act", f"{pre}_act", [z[""]], fn=act)
-            else:
-                top = p.op("act", f"{pre}_act_top", [z["_top"]], fn=act)
-                bot = z["_bot"]
-                if layer.legacy_gating:
-                    bot = p.op("act", f"{pre}_act_bot", [bot], fn=act)
-                gate = p.op("act", f"{pre}_gate", [bot], fn="sigmoid")
-                a = p.op("mul", f"{pre}_act", [top, gate])
-            res = p.conv(f"{pre}_1x1", a, _np(layer.one_by_one.weight), _np(layer.one_by_one.bias))
-            h = p.op("add", f"{pre}_out", [p.crop(f"{pre}_skip", h, p.offset[a]), res])
-            head = a if head is None else p.op("add", f"{pre}_head", [p.crop(f"{pre}_head_in", head, p.offset[a]), a])
-        hw = _np(la.head_rechannel.weight)
-        hb = _np(la.head_rechannel.bias) if la.head_rechannel.bias is not None else None
-        if i == n_arrays - 1:  # fold y = head_scale · head into the last head conv
-            hw = hw * scale
-            hb = hb * scale if hb is not None else None
-        head = p.conv(f"a{i}_head_rechannel", head, hw, hb)
-        y = h
-    p.output = head
-    return p
-
-
-def _linear_plan(model: NAMLinear, length: int) -> _Plan:
-    p = _Plan([length, 1, 1])
-    bias = _np(model.conv.bias) if model.conv.bias is not None else None
-    p.output = p.conv("fir", "x", _np(model.conv.weight), bias)
-    return p
-
-
-def _lstm_plan(model: NAMLSTM, length: int) -> _Plan:
-    p = _Plan([length, 1])
-    src = "x"
-    for k in range(model.num_layers):
-        name = f"lstm{k}"
-        core = model.core
-        p.weights[f"{name}/kernel"] = np.ascontiguousarray(_np(getattr(core, f"weight_ih_l{k}")).T, np.float32)
-        p.weights[f"{name}/recurrent"] = np.ascontiguousarray(_np(getattr(core, f"weight_hh_l{k}")).T, np.float32)
-        bias = _np(getattr(core, f"bias_ih_l{k}")) + _np(getattr(core, f"bias_hh_l{k}"))  # Keras: one bias
-        p.weights[f"{name}/b"] = bias.astype(np.float32)
-        src = p.op("lstm", name, [src], units=model.hidden_size)
-    p.weights["head/w"] = np.ascontiguousarray(_np(model.head.weight).T, np.float32)
-    p.weights["head/b"] = _np(model.head.bias).astype(np.float32)
-    p.output = p.op("dense", "head", [src])
-    return p
-
-
-def audio_twin_plan(model: nn.Module, block_size: int) -> _Plan:
+def audio_twin_plan(model: nn.Module, block_size: int) -> TwinPlan:
     """The Keras twin's op list and weights (Keras layout) for ``model`` at a fixed ``block_size``."""
-    rf = int(getattr(model, "receptive_field", 1))
-    if isinstance(model, NAMWaveNet):
-        return _wavenet_plan(model, block_size + rf - 1)
-    if isinstance(model, NAMLinear):
-        return _linear_plan(model, block_size + rf - 1)
-    if isinstance(model, NAMLSTM):
-        if model.input_size != 1:
-            raise AudioExportError("streaming TFLite of an LSTM with extra input channels is not supported")
-        return _lstm_plan(model, block_size)
-    raise AudioExportError(f"no streaming TFLite twin for {type(model).__name__} (NAM WaveNet, LSTM, Linear only)")
-
-
-# -- calibration and reference ---------------------------------------------------------------------------
-
-def calibration_blocks(model: nn.Module, audio: np.ndarray, block_size: int, count: int = 64,
-                       seed: int = 0) -> np.ndarray:
-    """``count`` model inputs cut from ``audio`` (the training audio): blocks with their receptive-field context
-    for WaveNet / Linear, plain blocks for the LSTM. Shape (count, block + rf − 1)."""
-    rf = int(getattr(model, "receptive_field", 1))
-    length = block_size + rf - 1
-    audio = np.asarray(audio, np.float32).reshape(-1)
-    if len(audio) < length:
-        audio = np.concatenate([np.zeros(length - len(audio), np.float32), audio])
-    starts = np.random.default_rng(seed).integers(0, len(audio) - length + 1, size=count)
-    return np.stack([audio[s:s + length] for s in np.sort(starts)]).astype(np.float32)
+    twin = getattr(model, "streaming_twin", None)
+    if twin is None:
+        raise AudioExportError(f"no streaming TFLite twin for {type(model).__name__} (it does not implement "
+                               "tinyverse.models.contract.StreamingModel)")
+    return twin(block_size)
 
 
 @torch.no_grad()
 def _twin_reference(model: nn.Module, X: np.ndarray) -> np.ndarray:
-    """What the twin must compute on ``X``: valid-mode output, or (LSTM) the output from a zero state."""
+    """What the twin must compute on ``X`` (``model.twin_reference``)."""
     m = model.float().eval()
-    x = torch.as_tensor(X, dtype=torch.float32)
-    if isinstance(m, NAMLSTM):
-        zeros = torch.zeros(m.num_layers, x.shape[0], m.hidden_size)
-        out, _ = m.core(x.unsqueeze(-1), (zeros, zeros))
-        return m.head(out)[..., 0].numpy()
-    return m(x).numpy()
+    return m.twin_reference(torch.as_tensor(X, dtype=torch.float32)).numpy()
 
 
 # -- export ---------------------------------------------------------------------------------------------
@@ -381,13 +240,3 @@ class TFLiteStreamProcessor:
         if self.runtime != "tflm":
             return None
         return tflm_arena_bytes(self.interp)
-
-
-def tflite_stream_render(path: str | Path, x: np.ndarray, block_size: int | None = None,
-                         runtime: str = "litert") -> np.ndarray:
-    """Render ``x`` block by block through a streaming .tflite file (zero history / pre-warmed state)."""
-    from tinyverse.audio.stream import process_file
-
-    proc = TFLiteStreamProcessor(path, runtime)
-    y, _ = process_file(proc, np.asarray(x, np.float32), block_size or proc.block)
-    return y

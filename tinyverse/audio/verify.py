@@ -24,7 +24,11 @@ import numpy as np
 import torch
 from torch import nn
 
+from tinyverse.audio import tflite as audio_tflite  # the module, so a test can replace its exporter
+from tinyverse.audio.export import export_streaming_onnx, quantize_streaming_onnx
 from tinyverse.audio.metrics import esr
+from tinyverse.audio.stream import OnnxStreamProcessor, StreamProcessor, process_file
+from tinyverse.quantization import onnx_output_step
 from tinyverse.verification import Check, Tolerances, Verdict, audio_esr_check, runtime_check
 
 __all__ = ["ARTIFACTS", "export_and_verify", "format_table"]
@@ -63,8 +67,6 @@ def _err(e: BaseException) -> str:
 
 
 def _render(proc: Any, x: np.ndarray, block_size: int) -> tuple[np.ndarray, float]:
-    from tinyverse.audio.stream import process_file
-
     return process_file(proc, x, block_size)
 
 
@@ -76,8 +78,6 @@ def export_and_verify(model: nn.Module, out_dir: str | Path, x_val: np.ndarray, 
     """Export and verify. ``x_val``: the validation input with ``receptive_field − 1`` samples of context
     before the block (1-D); ``target``: the recorded output for the block. ``calib_audio``: training audio (int8
     calibration). Returns ``{"block_size", "rows": [...], "exports": {...}}``; rows follow ``artifacts``."""
-    from tinyverse.audio.stream import OnnxStreamProcessor, StreamProcessor
-
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     x_val = np.asarray(x_val, np.float32).reshape(-1)
@@ -95,8 +95,6 @@ def export_and_verify(model: nn.Module, out_dir: str | Path, x_val: np.ndarray, 
     exports: dict[str, dict[str, Any]] = {}
     paths: dict[str, Path] = {}
     if steps & {"onnx", "onnx_int8"}:
-        from tinyverse.audio.export import export_streaming_onnx, quantize_streaming_onnx
-
         t0 = time.perf_counter()
         try:
             paths["onnx"] = export_streaming_onnx(model, out_dir / ARTIFACTS["ONNX float"][0], block_size)
@@ -120,11 +118,9 @@ def export_and_verify(model: nn.Module, out_dir: str | Path, x_val: np.ndarray, 
            "tflite_int16": ("int16_path", "TFLite int16x8 (LiteRT)")}
     wanted = {k: v for k, v in tfl.items() if k in steps}
     if wanted:
-        from tinyverse.audio.tflite import export_streaming_tflite
-
         kwargs = {arg: out_dir / ARTIFACTS[art][0] for arg, art in wanted.values()}
         try:
-            info = export_streaming_tflite(model, calib_audio, block_size, num_calib=num_calib, **kwargs)
+            info = audio_tflite.export_streaming_tflite(model, calib_audio, block_size, num_calib=num_calib, **kwargs)
             errors = info.pop("errors", {})
             for step, (arg, _) in wanted.items():
                 mode = {"float_path": "float", "int8_path": "int8", "int16_path": "int16"}[arg]
@@ -157,9 +153,7 @@ def export_and_verify(model: nn.Module, out_dir: str | Path, x_val: np.ndarray, 
             elif runtime == "onnxruntime":
                 proc = OnnxStreamProcessor(paths[step])
             else:
-                from tinyverse.audio.tflite import TFLiteStreamProcessor
-
-                proc = TFLiteStreamProcessor(paths[step], runtime)
+                proc = audio_tflite.TFLiteStreamProcessor(paths[step], runtime)
             threads = torch.get_num_threads()
             torch.set_num_threads(1)  # a plugin renders on one audio thread; onnxruntime / LiteRT use one too
             try:
@@ -195,9 +189,6 @@ def export_and_verify(model: nn.Module, out_dir: str | Path, x_val: np.ndarray, 
 def _runtime_checks(name: str, y: np.ndarray, path: Path | None, x_val: np.ndarray, block_size: int,
                     rendered: dict[str, np.ndarray], proc: Any, tol: Tolerances) -> list[Check]:
     """The ONNX int8 render against the same file without fused kernels; TFLM against LiteRT's reference kernels."""
-    from tinyverse.audio.stream import OnnxStreamProcessor
-    from tinyverse.quantization import onnx_output_step
-
     if name == "ONNX int8" and path is not None:
         y_ref, _ = _render(OnnxStreamProcessor(path, optimized=False), x_val, block_size)
         return [runtime_check("fused kernels vs QDQ reference", y, y_ref[-len(y):], onnx_output_step(path), tol)]

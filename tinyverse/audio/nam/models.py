@@ -9,23 +9,31 @@ Each module keeps NAM's conventions:
 * ``import_weights`` / ``export_weights`` use exactly the order of the .nam ``"weights"`` array.
 * ``nam_config()`` returns the .nam ``"config"`` object (0.5.x layout) and ``nam_architecture`` the
   ``"architecture"`` string.
+* Each module implements the model contract (:mod:`tinyverse.models.contract`): cost, device ops, the stream
+  hooks, the streaming ONNX graph and the TFLite twin live with the class, so no caller branches on it.
 
 Modules are ordinary float32 modules (trainable); call ``.double()`` for reference-accuracy renders.
 """
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Sequence
 from typing import Any, Callable
 
+import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+
+from tinyverse.audio.twin import TWIN_ACTIVATIONS, AudioExportError, TwinPlan
+from tinyverse.models.contract import DeviceOp, ModelCost, StreamKind
 
 __all__ = [
     "CORE_ACTIVATIONS",
     "NAMLSTM",
     "NAMLinear",
+    "NAMModel",
     "NAMWaveNet",
     "NamWeightError",
     "fast_tanh",
@@ -89,6 +97,94 @@ class _FlatReader:
 def _flatten(tensors: Sequence[torch.Tensor]) -> list[float]:
     # float64 holds every float32 exactly, so the JSON text round-trips bit for bit.
     return torch.cat([t.detach().reshape(-1).to(torch.float64) for t in tensors]).tolist()
+
+
+def _np(t: torch.Tensor) -> np.ndarray:
+    return t.detach().to(torch.float64).cpu().numpy()
+
+
+# ------------------------------------------------------------------------------------------ the contract
+
+
+class _ValidMode(nn.Module):
+    """A context model's streaming graph: the block with its context in, the block's output out."""
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.model(x)
+
+
+class NAMModel(nn.Module):
+    """The model contract (:class:`tinyverse.models.contract.StreamingModel` and ``NamModel``) as NAM's
+    architectures share it: one mono ``audio`` input, streamed in blocks. The defaults are a "context"
+    model's (each block is computed from the block plus the ``receptive_field − 1`` samples before it);
+    the LSTM overrides the stream hooks with its recurrent state."""
+
+    nam_architecture: str
+    stream_kind: StreamKind = "context"
+
+    @property
+    def input_shapes(self) -> dict[str, tuple[int | None, ...]]:
+        return {"audio": (None,)}
+
+    @property
+    def receptive_field(self) -> int:
+        raise NotImplementedError
+
+    @property
+    def num_weights(self) -> int:
+        raise NotImplementedError
+
+    def _macs_per_sample(self) -> int:
+        raise NotImplementedError
+
+    def cost(self) -> ModelCost:
+        """MACs per output sample when streaming (what a pedal's DSP budget counts)."""
+        return ModelCost(params=int(sum(p.numel() for p in self.parameters())),
+                         macs_per_sample=int(self._macs_per_sample()), receptive_field=int(self.receptive_field),
+                         weights=int(self.num_weights))
+
+    def describe(self) -> dict[str, Any]:
+        return {"architecture": self.nam_architecture}
+
+    def device_ops(self) -> list[DeviceOp]:
+        raise NotImplementedError
+
+    def nam_config(self) -> dict[str, Any]:
+        raise NotImplementedError
+
+    # -- streaming ----------------------------------------------------------------------------------------
+    def stream_init(self, dtype: torch.dtype = torch.float32) -> Any:
+        return torch.zeros(1, self.receptive_field - 1, dtype=dtype)  # the input history
+
+    @torch.no_grad()
+    def stream_block(self, x: torch.Tensor, state: Any) -> tuple[torch.Tensor, Any]:
+        full = torch.cat([state, x], dim=1)
+        y = self(full)[0]
+        rf = self.receptive_field
+        return y, (full[:, -(rf - 1):] if rf > 1 else state)
+
+    def initial_stream_state(self) -> dict[str, torch.Tensor]:
+        return {}
+
+    def stream_metadata(self) -> dict[str, Any]:
+        return {"receptive_field": int(self.receptive_field), "architecture": self.nam_architecture,
+                "kind": self.stream_kind}
+
+    def streaming_module(self) -> nn.Module:
+        return _ValidMode(self)
+
+    def streaming_twin(self, block_size: int) -> TwinPlan:
+        raise AudioExportError(f"no streaming TFLite twin for {type(self).__name__}")
+
+    def twin_reference(self, x: torch.Tensor) -> torch.Tensor:
+        return self(x)  # valid mode: (N, block + rf − 1) → (N, block)
+
+    def prepare_for_inference(self) -> None:
+        """Nothing to do for a context model."""
 
 
 # ---------------------------------------------------------------------------------------------- WaveNet
@@ -196,7 +292,7 @@ class _WaveNetLayerArray(nn.Module):
         return x, self.head_rechannel(head)
 
 
-class NAMWaveNet(nn.Module):
+class NAMWaveNet(NAMModel):
     """NAM's WaveNet (A1 layout): layer arrays chained by residual and head paths, ``y = head_scale * head``.
 
     ``layers`` is the list of layer-array dicts of the .nam config (keys ``input_size``,
@@ -283,6 +379,99 @@ class NAMWaveNet(nn.Module):
             return fast_tanh
         return CORE_ACTIVATIONS[name]
 
+    def _macs_per_sample(self) -> int:
+        total = 0
+        for la in self.layer_arrays:
+            c = la.config
+            ch, mid = c["channels"], c["channels"] * (2 if c["gated"] else 1)
+            total += c["input_size"] * ch  # rechannel
+            for _ in c["dilations"]:
+                total += ch * mid * c["kernel_size"] + c["condition_size"] * mid + ch * ch
+            total += ch * c["head_size"]  # head rechannel
+        return int(total + 1)  # head_scale
+
+    def describe(self) -> dict[str, Any]:
+        return {"architecture": self.nam_architecture,
+                "activations": sorted({la.config["activation"] for la in self.layer_arrays}),
+                "gated": any(la.config["gated"] for la in self.layer_arrays),
+                "layer_arrays": len(self.layer_arrays),
+                "kernel_sizes": sorted({la.config["kernel_size"] for la in self.layer_arrays})}
+
+    def device_ops(self) -> list[DeviceOp]:
+        d = self.describe()
+        ops: list[DeviceOp] = [{"op_class": "WAVENET", "layer_arrays": d["layer_arrays"], "gated": d["gated"],
+                                "kernel_size": max(d["kernel_sizes"]), "receptive_field": int(self.receptive_field)}]
+        return ops + [{"op_class": a.upper()} for a in d["activations"]]
+
+    def stream_init(self, dtype: torch.dtype = torch.float32) -> list[list[torch.Tensor]]:
+        # One buffer per layer: the last dilation·(K−1) samples of that layer's input (Core's ring buffers).
+        buffers = [[torch.zeros(1, la.config["channels"], layer.reach, dtype=dtype) for layer in la.layers]
+                   for la in self.layer_arrays]
+        # Pre-warm on silence as Core does: deeper layers see biases, not zeros, before the stream starts.
+        self.stream_block(torch.zeros(1, self.receptive_field, dtype=dtype), buffers)
+        return buffers
+
+    @torch.no_grad()
+    def stream_block(self, x: torch.Tensor, state: list[list[torch.Tensor]]) -> tuple[torch.Tensor, Any]:
+        c = x.unsqueeze(1)  # (1, 1, B) conditions every layer
+        y, head = c, None
+        for la, bufs in zip(self.layer_arrays, state):
+            act = self._activation(la.config["activation"])
+            h = la.rechannel(y)
+            for k, layer in enumerate(la.layers):
+                full = torch.cat([bufs[k], h], dim=2)
+                if layer.reach:
+                    bufs[k] = full[..., -layer.reach:]
+                h, a = layer(full, c, act)
+                head = a if head is None else head + a
+            y, head = h, la.head_rechannel(head)
+        return (self.head_scale * head)[0, 0], state
+
+    def streaming_twin(self, block_size: int) -> TwinPlan:
+        """Every dilated conv is one CONV_2D with a (K, 1) kernel and a dilation factor, 1×1 convs are CONV_2D,
+        the residual / head / condition alignment are crops, gating is LOGISTIC + MUL, ``head_scale`` is folded
+        into the last head conv. Input: the block plus its ``receptive_field − 1`` samples of context."""
+        p = TwinPlan([block_size + self.receptive_field - 1, 1, 1])
+        y, head = "x", None
+        n_arrays = len(self.layer_arrays)
+        scale = float(self.head_scale)
+        for i, la in enumerate(self.layer_arrays):
+            cfg = la.config
+            act = TWIN_ACTIVATIONS["Fasttanh" if self.fast_tanh and cfg["activation"] == "Tanh" else cfg["activation"]]
+            ch = cfg["channels"]
+            h = p.conv(f"a{i}_rechannel", y, _np(la.rechannel.weight), None)
+            for j, layer in enumerate(la.layers):
+                pre = f"a{i}_l{j}"
+                w, b, m = _np(layer.conv.weight), _np(layer.conv.bias), _np(layer.input_mixer.weight)
+                parts = {"": slice(None)} if not layer.gated else {"_top": slice(0, ch), "_bot": slice(ch, 2 * ch)}
+                z = {}
+                for part, sl in parts.items():
+                    zc = p.conv(f"{pre}_conv{part}", h, w[sl], b[sl], layer.dilation)
+                    cond = p.crop(f"{pre}_cond", "x", p.offset[zc]) if f"{pre}_cond" not in p.offset else f"{pre}_cond"
+                    zm = p.conv(f"{pre}_mix{part}", cond, m[sl], None)
+                    z[part] = p.op("add", f"{pre}_z{part}", [zc, zm])
+                if not layer.gated:
+                    a = p.op("act", f"{pre}_act", [z[""]], fn=act)
+                else:
+                    top = p.op("act", f"{pre}_act_top", [z["_top"]], fn=act)
+                    bot = z["_bot"]
+                    if layer.legacy_gating:
+                        bot = p.op("act", f"{pre}_act_bot", [bot], fn=act)
+                    gate = p.op("act", f"{pre}_gate", [bot], fn="sigmoid")
+                    a = p.op("mul", f"{pre}_act", [top, gate])
+                res = p.conv(f"{pre}_1x1", a, _np(layer.one_by_one.weight), _np(layer.one_by_one.bias))
+                h = p.op("add", f"{pre}_out", [p.crop(f"{pre}_skip", h, p.offset[a]), res])
+                head = a if head is None else p.op("add", f"{pre}_head", [p.crop(f"{pre}_head_in", head, p.offset[a]), a])
+            hw = _np(la.head_rechannel.weight)
+            hb = _np(la.head_rechannel.bias) if la.head_rechannel.bias is not None else None
+            if i == n_arrays - 1:  # fold y = head_scale · head into the last head conv
+                hw = hw * scale
+                hb = hb * scale if hb is not None else None
+            head = p.conv(f"a{i}_head_rechannel", head, hw, hb)
+            y = h
+        p.output = head
+        return p
+
     @torch.no_grad()
     def import_weights(self, flat: Sequence[float]) -> None:
         reader = _FlatReader(flat, self.num_weights, "WaveNet")
@@ -308,7 +497,7 @@ class NAMWaveNet(nn.Module):
 # ------------------------------------------------------------------------------------------------- LSTM
 
 
-class NAMLSTM(nn.Module):
+class NAMLSTM(NAMModel):
     """NAM's LSTM: stacked LSTM cells whose initial (h, c) live in the file, then a linear head.
 
     ``initial_hidden`` / ``initial_cell`` (num_layers × hidden) are parameters, as in NAM's trainer; every
@@ -316,6 +505,7 @@ class NAMLSTM(nn.Module):
     """
 
     nam_architecture = "LSTM"
+    stream_kind: StreamKind = "state"
 
     def __init__(self, hidden_size: int, num_layers: int = 1, input_size: int = 1) -> None:
         super().__init__()
@@ -393,11 +583,84 @@ class NAMLSTM(nn.Module):
         out, _ = self.core(x, self._state(x.shape[0]))
         return self.head(out)[..., 0]
 
+    def _macs_per_sample(self) -> int:
+        h, i = self.hidden_size, self.input_size
+        per = lambda n_in: 4 * h * (n_in + h) + 3 * h  # noqa: E731  (gates + elementwise state update)
+        return int(per(i) + (self.num_layers - 1) * per(h) + h)
+
+    def describe(self) -> dict[str, Any]:
+        return {"architecture": self.nam_architecture, "hidden_size": self.hidden_size, "num_layers": self.num_layers}
+
+    def device_ops(self) -> list[DeviceOp]:
+        return [{"op_class": "LSTM", "hidden_size": self.hidden_size, "num_layers": self.num_layers}]
+
+    def prepare_for_inference(self) -> None:
+        """Start streams from silence's steady state, as NAM's trainer stores it on export."""
+        self.settle_initial_state(48_000)
+
+    def stream_init(self, dtype: torch.dtype = torch.float32) -> tuple[torch.Tensor, torch.Tensor]:
+        del dtype  # the state has the parameters' dtype
+        return self._state(1)
+
+    @torch.no_grad()
+    def stream_block(self, x: torch.Tensor, state: Any) -> tuple[torch.Tensor, Any]:
+        out, state = self.core(x.unsqueeze(-1), state)
+        return self.head(out)[0, :, 0], state
+
+    def initial_stream_state(self) -> dict[str, torch.Tensor]:
+        return {"h": self.initial_hidden, "c": self.initial_cell}
+
+    def stream_metadata(self) -> dict[str, Any]:
+        return {**super().stream_metadata(), "num_layers": self.num_layers, "hidden_size": self.hidden_size,
+                "initial_h": self.initial_hidden.detach().double().tolist(),
+                "initial_c": self.initial_cell.detach().double().tolist()}
+
+    def streaming_module(self) -> nn.Module:
+        return _LSTMStep(self)
+
+    def streaming_twin(self, block_size: int) -> TwinPlan:
+        """One tf_keras LSTM per layer (each converts to a fused UNIDIRECTIONAL_SEQUENCE_LSTM whose variable
+        state carries across invokes) and a Dense head. Input: the block."""
+        if self.input_size != 1:
+            raise AudioExportError("streaming TFLite of an LSTM with extra input channels is not supported")
+        p = TwinPlan([block_size, 1])
+        src = "x"
+        for k in range(self.num_layers):
+            name = f"lstm{k}"
+            core = self.core
+            p.weights[f"{name}/kernel"] = np.ascontiguousarray(_np(getattr(core, f"weight_ih_l{k}")).T, np.float32)
+            p.weights[f"{name}/recurrent"] = np.ascontiguousarray(_np(getattr(core, f"weight_hh_l{k}")).T, np.float32)
+            bias = _np(getattr(core, f"bias_ih_l{k}")) + _np(getattr(core, f"bias_hh_l{k}"))  # Keras: one bias
+            p.weights[f"{name}/b"] = bias.astype(np.float32)
+            src = p.op("lstm", name, [src], units=self.hidden_size)
+        p.weights["head/w"] = np.ascontiguousarray(_np(self.head.weight).T, np.float32)
+        p.weights["head/b"] = _np(self.head.bias).astype(np.float32)
+        p.output = p.op("dense", "head", [src])
+        return p
+
+    def twin_reference(self, x: torch.Tensor) -> torch.Tensor:
+        zeros = torch.zeros(self.num_layers, x.shape[0], self.hidden_size, dtype=x.dtype)
+        out, _ = self.core(x.unsqueeze(-1), (zeros, zeros))
+        return self.head(out)[..., 0]
+
+
+class _LSTMStep(nn.Module):
+    """One block of an NAM LSTM with explicit state; states batch-first so a batch of streams stacks on axis 0."""
+
+    def __init__(self, model: NAMLSTM) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, x: torch.Tensor, h: torch.Tensor, c: torch.Tensor):
+        state = (h.transpose(0, 1).contiguous(), c.transpose(0, 1).contiguous())
+        out, (h1, c1) = self.model.core(x.unsqueeze(-1), state)
+        return self.model.head(out)[..., 0], h1.transpose(0, 1), c1.transpose(0, 1)
+
 
 # ------------------------------------------------------------------------------------------- Linear / IR
 
 
-class NAMLinear(nn.Module):
+class NAMLinear(NAMModel):
     """A FIR filter / impulse response: ``y[n] = sum_k w[k] x[n-k] (+ bias)``.
 
     Flat order is Core's: ``weights[0]`` is the tap on the current sample (impulse-response order).
@@ -447,6 +710,19 @@ class NAMLinear(nn.Module):
             x = F.pad(x, (self._receptive_field - 1, 0))
         return self.conv(x)[:, 0, :]
 
+    def _macs_per_sample(self) -> int:
+        return int(self.receptive_field)
+
+    def device_ops(self) -> list[DeviceOp]:
+        return [{"op_class": "FIR", "receptive_field": self.receptive_field}]
+
+    def streaming_twin(self, block_size: int) -> TwinPlan:
+        """One CONV_2D over the block plus its ``receptive_field − 1`` samples of context."""
+        p = TwinPlan([block_size + self.receptive_field - 1, 1, 1])
+        bias = _np(self.conv.bias) if self.conv.bias is not None else None
+        p.output = p.conv("fir", "x", _np(self.conv.weight), bias)
+        return p
+
 
 # ----------------------------------------------------------------------------------------------- render
 
@@ -458,8 +734,6 @@ def render(model: nn.Module, x: Any, dtype: torch.dtype = torch.float64) -> torc
     Runs a float64 copy by default so the result is a reference for the float32 engine. ``x`` may be a
     1-D array/tensor (returns 1-D) or ``(N, L)``.
     """
-    import copy
-
     xt = torch.as_tensor(x)
     squeeze = xt.dim() == 1
     if squeeze:

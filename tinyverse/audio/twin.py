@@ -1,0 +1,65 @@
+"""The TensorFlow twin of a streaming audio model, as data: an op list with Keras-layout weights.
+
+A model builds its plan (``model.streaming_twin(block_size)``, :class:`tinyverse.models.contract.StreamingModel`);
+``_tflite_worker.py`` turns the plan into a ``tf.function`` graph (or a tf_keras model for the LSTM), checks
+it against torch and converts it. Ops: ``conv`` (a torch Conv1d as one CONV_2D with a (K, 1) kernel and a
+dilation factor), ``crop`` (drop the oldest samples: valid-mode alignment), ``add``, ``mul``, ``act``
+(``fn`` one of :data:`TWIN_ACTIVATIONS`' values), ``lstm`` and ``dense``. No torch here: the plan is plain
+numpy so it can be written to the worker's job folder.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+__all__ = ["AudioExportError", "TWIN_ACTIVATIONS", "TwinPlan"]
+
+# NAM activation name → the worker's activation name.
+TWIN_ACTIVATIONS = {"Tanh": "tanh", "Sigmoid": "sigmoid", "ReLU": "relu", "Hardtanh": "hardtanh",
+                    "Fasttanh": "fasttanh"}
+
+
+class AudioExportError(RuntimeError):
+    """An audio export that could not be written; the message says why."""
+
+
+class TwinPlan:
+    """Ops in order, each naming its sources; tracks every tensor's offset (input samples dropped from its
+    start) so crops align the residual, head and condition paths as valid-mode convs shorten them."""
+
+    def __init__(self, input_shape: list[int]) -> None:
+        self.input_shape = input_shape
+        self.ops: list[dict[str, Any]] = []
+        self.weights: dict[str, np.ndarray] = {}
+        self.offset = {"x": 0}  # samples dropped from the start of the input (valid-mode alignment)
+        self.output = "x"
+
+    def conv(self, name: str, src: str, weight: np.ndarray, bias: np.ndarray | None, dilation: int = 1) -> str:
+        """torch Conv1d weight (out, in, K) → Keras Conv2D kernel (K, 1, in, out)."""
+        k = weight.shape[2]
+        self.weights[f"{name}/w"] = np.ascontiguousarray(weight.transpose(2, 1, 0)[:, None, :, :], np.float32)
+        if bias is not None:
+            self.weights[f"{name}/b"] = np.asarray(bias, np.float32)
+        self.ops.append({"kind": "conv", "name": name, "src": [src], "dilation": int(dilation),
+                         "bias": bias is not None})
+        self.offset[name] = self.offset[src] + dilation * (k - 1)
+        return name
+
+    def crop(self, name: str, src: str, offset: int) -> str:
+        top = offset - self.offset[src]
+        if top < 0:
+            raise AudioExportError(f"internal: cannot crop {src} to offset {offset}")
+        if top == 0:
+            return src
+        self.ops.append({"kind": "crop", "name": name, "src": [src], "top": int(top)})
+        self.offset[name] = offset
+        return name
+
+    def op(self, kind: str, name: str, srcs: list[str], **kw: Any) -> str:
+        self.ops.append({"kind": kind, "name": name, "src": srcs, **kw})
+        self.offset[name] = max(self.offset[s] for s in srcs)
+        return name
+
+    def to_json(self) -> dict[str, Any]:
+        return {"input_shape": self.input_shape, "ops": self.ops, "output": self.output}
