@@ -11,18 +11,13 @@ import numpy as np
 
 from modelmaker.compilation import (ModelFileError, Prepared, compile_onnx_file, load_model_file, onnx_outputs,
                                     precheck_device, verification_summary, write_device_check)
+from modelmaker.ai_modules.timeseries.layout import as_nchw
 from modelmaker.run_folder import write_json
 
 log = logging.getLogger("modelmaker")
 
 # Rows to read the deployed int8 metric from, best first.
 INT8_ROWS = ("TFLite int8 (TFLM)", "TFLite int8 (LiteRT)", "ONNX int8")
-
-
-def as_nchw(X: np.ndarray) -> np.ndarray:
-    from modelmaker.ai_modules.timeseries.runner import as_nchw as nchw  # the runner's layout, one definition
-
-    return nchw(X)
 
 
 def prepare(module, cfg, data) -> Prepared:

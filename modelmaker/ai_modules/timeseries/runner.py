@@ -9,15 +9,11 @@ import numpy as np
 
 from modelmaker.ai_modules import AI_MODULES
 from modelmaker.ai_modules.timeseries.constants import HIGHER_IS_BETTER_SUFFIXES, MODALITY, TASK_TYPES
+from modelmaker.ai_modules.timeseries.layout import as_nchw
 from modelmaker.config.errors import one_line
 from modelmaker.run_folder import write_json
 
 log = logging.getLogger("modelmaker")
-
-
-def as_nchw(X: np.ndarray) -> np.ndarray:
-    """(N, C, L) → (N, C, L, 1): time along H with (k, 1) kernels, the layout TI's NPU expects."""
-    return np.ascontiguousarray(X[..., None], dtype=np.float32)
 
 
 def build_configured_model(cfg, args: dict[str, Any]):
