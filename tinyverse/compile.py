@@ -1,10 +1,13 @@
 """The compilation stage as one library call: quantize, export, run every artifact, check the device.
 
-``compile_model`` writes model_float.onnx, model_int8.onnx, model_float.tflite, model_int8.tflite,
-model_int8.h/.c and golden_vectors.h into ``out_dir``, runs each artifact on the test split and fills a
-verification table (PyTorch float, ONNX float, ONNX int8, TFLite float and int8 on LiteRT's reference kernels,
-TFLite int8 in TFLM, the C array parsed back and run in TFLM). An exporter that fails is recorded in its row
-and the others go on. ``check_model`` and ``fitting_models`` answer the CLI's device questions from specs only.
+``compile_model`` runs the exporters named (``EXPORTERS``; by default onnx, onnx_int8, tflite, tflite_int8 and
+c_header: model_float.onnx, model_int8.onnx, model_float.tflite, model_int8.tflite, model_int8.h/.c and
+golden_vectors.h) in the order of their needs, runs each artifact on the test split as the exporter declares and
+fills a verification table (PyTorch float, ONNX float, ONNX int8, TFLite float and int8 on LiteRT's reference
+kernels, TFLite int8 in TFLM, the C array parsed back and run in TFLM, and the rows of any registered exporter).
+No exporter name appears in this module: a registered exporter runs exactly like a built-in. An exporter that
+fails is recorded in its rows and the others go on. ``check_model`` and ``fitting_models`` answer the CLI's
+device questions from specs only.
 """
 from __future__ import annotations
 
@@ -13,18 +16,17 @@ import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 from torch import nn
 
 from tinyverse.devices import DeviceProfile, DeviceReport, check_spec, check_tflite_ops, get_device
 from tinyverse.export import ExportError, get_exporter, torch_outputs
-from tinyverse.export.onnx_float import run_onnx
-from tinyverse.export.tflite import convert_tflite, io_details, run_tflm, tflite_ops
+from tinyverse.export.base import ExportContext, RunResult, cannot_run, exporter_order
+from tinyverse.export.onnx_exporters import onnx_int8_runtime_check  # noqa: F401 - part of this module's API
 from tinyverse.export.twin_plan import TwinError
 from tinyverse.models.spec import ModelSpec
-from tinyverse.quantization import onnx_output_step
 from tinyverse.verification import FAIL, Check, Tolerances, Verdict, judge_outputs, runtime_check
 
 log = logging.getLogger(__name__)
@@ -165,15 +167,6 @@ def compare_outputs(row: VerificationRow, y: np.ndarray, ref: np.ndarray, score:
     return y
 
 
-def onnx_int8_runtime_check(path: str | Path, X: np.ndarray | Sequence[np.ndarray], tol: Tolerances,
-                            fused: np.ndarray | None = None) -> Check:
-    """onnxruntime's default session (fused int8 kernels, CPU-specific; ``fused`` if already run) against the same
-    QDQ file run as written (``ORT_DISABLE_ALL``)."""
-    fused = run_onnx(path, X) if fused is None else fused
-    reference = run_onnx(path, X, optimized=False)
-    return runtime_check("fused kernels vs QDQ reference", fused, reference, onnx_output_step(path), tol)
-
-
 def compile_model(model: nn.Module, spec: ModelSpec | None, out_dir: str | Path, calib_X: np.ndarray,
                   test_X: np.ndarray, test_y: np.ndarray | None = None, metric: str = "accuracy",
                   device: str | Path | DeviceProfile | None = None,
@@ -184,16 +177,24 @@ def compile_model(model: nn.Module, spec: ModelSpec | None, out_dir: str | Path,
                   header_defines: dict[str, Any] | None = None,
                   header_notes: Sequence[str] = (),
                   tolerances: Tolerances | None = None,
-                  higher_is_better: bool = True) -> CompileReport:
-    """Export ``model`` with each of ``exporters``, verify every artifact on ``test_X``, check ``device``.
+                  higher_is_better: bool = True,
+                  prebuilt: Mapping[str, str | Path] | None = None,
+                  options: Mapping[str, Any] | None = None) -> CompileReport:
+    """Export ``model`` with each of ``exporters`` (``EXPORTERS`` names), verify every artifact on ``test_X``,
+    check ``device``.
 
-    ``calib_X`` comes from the training split (int8 calibration; never the test split). ``reference_outputs``
-    are PyTorch's outputs on ``test_X`` if the caller already has them; ``float_onnx`` is a float ONNX export of
-    this very model the caller already wrote: it is copied instead of exported again (and still verified).
+    Exporters run in the order of their ``needs`` (an exporter another one needs runs first, and is verified too,
+    even if not named); each declares its rows (``Exporter.verifications``), the runtime of each and the pass rule
+    (``Exporter.kind``). An exporter that fails is recorded in its rows and the others go on; one whose need failed
+    says so. ``calib_X`` comes from the training split (int8 calibration; never the test split).
+    ``reference_outputs`` are PyTorch's outputs on ``test_X`` if the caller already has them; ``prebuilt`` (exporter
+    name → file) are artifacts of this very model the caller already wrote: copied instead of exported again (and
+    still verified); ``float_onnx`` is ``prebuilt["onnx"]``.
     ``metric_fn(outputs) -> float`` computes ``metric`` for tasks whose metric is not a plain function of the
     outputs and ``test_y`` (e.g. an anomaly AUC from reconstructions); it replaces ``test_y`` then.
     ``header_defines`` (name -> number) and ``header_notes`` (comment lines) go into model_int8.h: what the deployed
     model needs besides its weights, e.g. ``TV_ANOMALY_THRESHOLD`` and how the score it is compared with is computed.
+    ``options`` are passed to every exporter (``ExportContext.options``).
     Every row is judged by the pass rule of its kind with ``tolerances`` (``tinyverse.verification``);
     ``higher_is_better`` is the direction of ``metric`` (accuracy, AUC: True; RMSE, sMAPE: False).
     """
@@ -210,130 +211,68 @@ def compile_model(model: nn.Module, spec: ModelSpec | None, out_dir: str | Path,
     rows = [VerificationRow("PyTorch float", None, metric=score(ref), max_abs_diff=0.0,
                             argmax_agreement=1.0 if ref.ndim == 2 and ref.shape[1] > 1 else None,
                             kind="reference", verdict=Verdict())]
-    artifacts: dict[str, str] = {}
-    info: dict[str, Any] = {}
-    wanted = list(exporters)
-    paths: dict[str, Path] = {}
+    prebuilt = {**({"onnx": float_onnx} if float_onnx is not None else {}), **(prebuilt or {})}
+    ctx = ExportContext(model, spec, out_dir, calib_X, "timeseries", test_X=test_X,
+                        options={"golden_vectors": golden_vectors, "header_defines": header_defines,
+                                 "header_notes": tuple(header_notes), **(options or {})})
     outputs: dict[str, np.ndarray] = {}  # row label -> its outputs, for the runtime-vs-runtime checks
+    failed: dict[str, str] = {}  # exporter name -> why it wrote nothing
+    ctx.planned = tuple(exporter_order(list(exporters)))
 
-    def compare(row: VerificationRow, y: np.ndarray, extra: Sequence[Check] = ()) -> np.ndarray:
-        outputs[row.artifact] = compare_outputs(row, y, ref, score, tol, rows[0].metric, higher_is_better, extra,
-                                                metric)
-        return outputs[row.artifact]
-
-    def attempt(label: str, fn) -> VerificationRow:
-        row = VerificationRow(label, None, kind="int8" if "int8" in label or label.startswith("C array") else "float")
-        rows.append(row)
+    for name in ctx.planned:
+        exp = get_exporter(name)
+        wanted = exp.verifications()
+        mine = [VerificationRow(v.label, None, kind=v.kind or exp.kind) for v in wanted]
+        rows.extend(mine)
+        why = cannot_run(exp, ctx, failed)
+        t0 = time.perf_counter()
         try:
-            fn(row)
-        except (ExportError, TwinError, RuntimeError, ValueError, OSError) as err:
-            row.error = str(err).splitlines()[0][:300]
-            log.warning("%s failed: %s", label, row.error)
-        return row
-
-    if "onnx" in wanted or "onnx_int8" in wanted:
-        onnx_exp = get_exporter("onnx")
-
-        def do_onnx(row: VerificationRow) -> None:
-            if float_onnx is not None:
-                paths["onnx"] = out_dir / onnx_exp.file_name
-                shutil.copyfile(float_onnx, paths["onnx"])
+            if why is not None:
+                raise ExportError(why)
+            if name in prebuilt:
+                path = out_dir / exp.file_name
+                shutil.copyfile(prebuilt[name], path)
             else:
-                paths["onnx"] = onnx_exp.export(model, spec, out_dir, calib_X)
-            row.path, row.seconds = str(paths["onnx"]), onnx_exp.info.get("export_s")
-            compare(row, onnx_exp.run(paths["onnx"], test_X))
-        onnx_row = attempt("ONNX float", do_onnx)
-        if "onnx" not in wanted:
-            rows.remove(onnx_row)
-        if "onnx_int8" in wanted and "onnx" in paths:
-            q_exp = get_exporter("onnx_int8")
+                path = Path(exp.write(ctx))
+        except Exception as err:  # noqa: BLE001 - recorded in its rows; the other exporters go on
+            failed[name] = _first_line(err)
+            for row in mine:
+                row.error = failed[name]
+            log.warning("%s failed: %s", name, failed[name])
+            continue
+        seconds = exp.info.get("seconds", time.perf_counter() - t0)
+        ctx.artifacts[name] = path
+        for v, row in zip(wanted, mine):
+            row.path, row.seconds = str(path), seconds
+            try:
+                result = exp.run_on(v, path, test_X)
+                y = result.outputs if isinstance(result, RunResult) else result
+                row.arena_bytes = result.arena_bytes if isinstance(result, RunResult) else None
+                extra = list(exp.checks(v, path, test_X, y, tol))
+                if v.same_as is not None and outputs.get(v.same_as) is not None:
+                    extra.append(runtime_check(v.same_as_check or f"vs {v.same_as}", y, outputs[v.same_as],
+                                               exp.output_step(path, ctx), tol))
+                outputs[row.artifact] = compare_outputs(row, y, ref, score, tol, rows[0].metric, higher_is_better,
+                                                        extra, metric)
+            except Exception as err:  # noqa: BLE001 - a row that cannot run is a FAIL row
+                row.error = _first_line(err)
+                log.warning("%s failed: %s", row.artifact, row.error)
+        exp.record(ctx, path, mine)
 
-            def do_onnx_int8(row: VerificationRow) -> None:
-                paths["onnx_int8"] = q_exp.export(model, spec, out_dir, calib_X, float_path=paths["onnx"])
-                row.path, row.seconds = str(paths["onnx_int8"]), q_exp.info.get("quantize_s")
-                y = q_exp.run(paths["onnx_int8"], test_X)
-                compare(row, y, [onnx_int8_runtime_check(paths["onnx_int8"], test_X, tol, y)])
-            attempt("ONNX int8", do_onnx_int8)
-
-    want_tfl = [e for e in ("tflite", "tflite_int8") if e in wanted or (e == "tflite_int8" and "c_header" in wanted)]
-    if want_tfl:
-        f_path = out_dir / "model_float.tflite" if "tflite" in want_tfl else None
-        q_path = out_dir / "model_int8.tflite" if "tflite_int8" in want_tfl else None
-        conv: dict[str, Any] = {}
-
-        def do_convert() -> None:
-            conv.update(convert_tflite(model, spec, calib_X, f_path, q_path))
-            info["tflite_conversion"] = conv
-        try:
-            do_convert()
-        except (ExportError, TwinError) as err:
-            conv["error"] = str(err).splitlines()[0][:300]
-            log.warning("TFLite conversion failed: %s", conv["error"])
-
-        def tfl_row(label: str, path: Path | None, run) -> None:
-            def body(row: VerificationRow) -> None:
-                if "error" in conv:
-                    raise ExportError(conv["error"])
-                row.path = str(path)
-                row.seconds = conv.get("convert_int8_s" if "int8" in label else "convert_float_s")
-                y = run(row)
-                compare(row, y, [] if label == "TFLite int8 (LiteRT)" else litert_check(row.path, y))
-            attempt(label, body)
-
-        def litert_check(path: str, y: np.ndarray) -> list[Check]:
-            """TFLM runs the file LiteRT's reference kernels ran: they must agree to an output step."""
-            reference = outputs.get("TFLite int8 (LiteRT)")
-            if reference is None or "int8" not in path:
-                return []
-            return [runtime_check("vs LiteRT reference kernels", y, reference, io_details(path)[1].scale, tol)]
-
-        lite = get_exporter("tflite_int8")
-        if f_path is not None:
-            paths["tflite"] = f_path
-            tfl_row("TFLite float (LiteRT)", f_path, lambda row: lite.run(f_path, test_X))
-        if q_path is not None:
-            paths["tflite_int8"] = q_path
-            tfl_row("TFLite int8 (LiteRT)", q_path, lambda row: lite.run(q_path, test_X))
-
-            def tflm(row: VerificationRow) -> np.ndarray:
-                y, row.arena_bytes = run_tflm(q_path, test_X)
-                info["tflm_arena_bytes"] = row.arena_bytes
-                return y
-            tfl_row("TFLite int8 (TFLM)", q_path, tflm)
-            if q_path.exists():
-                info["tflite_int8_ops"] = tflite_ops(q_path)
-                info["tflite_int8_bytes"] = q_path.stat().st_size
-
-    if "c_header" in wanted:
-        c_exp = get_exporter("c_header")
-
-        def do_c(row: VerificationRow) -> None:
-            if not paths.get("tflite_int8", Path("/nonexistent")).exists():
-                raise ExportError("no int8 .tflite to embed (its conversion failed)")
-            t0 = time.perf_counter()
-            golden = test_X[:golden_vectors] if golden_vectors else None
-            paths["c_header"] = c_exp.export(model, spec, out_dir, calib_X, tflite_int8_path=paths["tflite_int8"],
-                                             golden_X=golden, arena_bytes=info.get("tflm_arena_bytes"),
-                                             defines=header_defines, define_notes=header_notes)
-            row.seconds = time.perf_counter() - t0
-            row.path = str(paths["c_header"])
-            y = c_exp.run(paths["c_header"], test_X)
-            row.arena_bytes = c_exp.info.get("tflm_arena_bytes")
-            compare(row, y, litert_check(str(paths["tflite_int8"]), y))
-            artifacts["model_int8.h"] = c_exp.info["header"]
-            if "golden" in c_exp.info:
-                artifacts["golden_vectors.h"] = c_exp.info["golden"]
-        attempt("C array (TFLM)", do_c)
-
-    for key, p in paths.items():
-        if p.exists():
-            artifacts[key] = str(p)
-
+    artifacts = {**ctx.files, **{k: str(p) for k, p in ctx.artifacts.items() if p.exists()}}
     report_dev = None
     if device is not None:
         profile = get_device(device)
-        report_dev = _device_report(spec, profile, info, paths)
-    return CompileReport(str(out_dir), metric, rows, artifacts, report_dev, info)
+        report_dev = _device_report(spec, profile, ctx.info, ctx.artifacts)
+    return CompileReport(str(out_dir), metric, rows, artifacts, report_dev, ctx.info)
+
+
+def _first_line(err: BaseException) -> str:
+    """An error as one row note: the message's first line; the type too where the message alone is unclear."""
+    text = str(err).strip().splitlines()[0][:300] if str(err).strip() else ""
+    if isinstance(err, (ExportError, TwinError, RuntimeError, ValueError, OSError)) and text:
+        return text
+    return f"{type(err).__name__}: {text}" if text else type(err).__name__
 
 
 def _device_report(spec: ModelSpec | None, profile: DeviceProfile, info: dict[str, Any],

@@ -1,5 +1,9 @@
 """Subprocess worker: build the Keras twin from a TwinPlan, check it against torch, convert to TFLite.
 
+It knows a fixed vocabulary of primitive ops (``kind``; see ``twin_plan``'s table): conv, dwconv, dense, maxpool,
+avgpool, act, affine, add, mul, mean, concat, reshape, permute, gather, identity. A layer type never ships Keras code:
+its ``twin_ops`` composes these.
+
 Run as a script (``python _keras_twin.py JOB_DIR``) so TensorFlow is imported only here and a converter crash
 cannot take the caller down. JOB_DIR holds plan.json, weights.npz, calib.npy, ref_in.npy, ref_out.npy and
 job.json ({"float": path|null, "int8": path|null, "tolerance": float}); the worker writes result.json.
@@ -34,6 +38,9 @@ def build(plan: dict, weights: dict):
     def w(op, key):
         return weights[f"{op['name']}/{key}"]
 
+    def act(fn):  # relu6 as tf.nn.relu6: the converter fuses it (RELU6) like relu
+        return tf.nn.relu6 if fn == "relu6" else fn
+
     for op in plan["ops"]:
         kind, name = op["kind"], op["name"]
         xs = [tensors[s] for s in op["src"]]
@@ -43,19 +50,19 @@ def build(plan: dict, weights: dict):
         if kind == "conv":
             kernel = w(op, "w")
             layer = L.Conv2D(kernel.shape[3], kernel.shape[:2], strides=op["strides"], padding=op["padding"],
-                             dilation_rate=op["dilation"], activation=op["activation"], name=name)
+                             dilation_rate=op["dilation"], activation=act(op["activation"]), name=name)
             y = layer(x)
             layer.set_weights([kernel, w(op, "b")])
         elif kind == "dwconv":
             kernel = w(op, "w")
             layer = L.DepthwiseConv2D(kernel.shape[:2], strides=op["strides"], padding=op["padding"],
                                       depth_multiplier=op["depth_multiplier"], dilation_rate=op["dilation"],
-                                      activation=op["activation"], name=name)
+                                      activation=act(op["activation"]), name=name)
             y = layer(x)
             layer.set_weights([kernel, w(op, "b")])
         elif kind == "dense":
             kernel = w(op, "w")
-            layer = L.Dense(kernel.shape[1], activation=op["activation"], name=name)
+            layer = L.Dense(kernel.shape[1], activation=act(op["activation"]), name=name)
             y = layer(x)
             layer.set_weights([kernel, w(op, "b")])
         elif kind == "maxpool":
@@ -72,12 +79,14 @@ def build(plan: dict, weights: dict):
         elif kind == "identity":
             y = L.Activation("linear", name=name)(x)
         elif kind == "act":
-            y = L.Activation(op["fn"], name=name)(x)
+            y = L.Activation(act(op["fn"]), name=name)(x)
         elif kind == "affine":
             scale, shift = tf.constant(w(op, "scale")), tf.constant(w(op, "shift"))
             y = L.Lambda(lambda t, s=scale, b=shift: t * s + b, name=name)(x)
         elif kind == "add":
             y = L.Add(name=name)(xs)
+        elif kind == "mul":
+            y = L.Multiply(name=name)(xs)
         elif kind == "mean":
             y = L.Average(name=name)(xs)
         elif kind == "concat":

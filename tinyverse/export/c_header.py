@@ -14,7 +14,7 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from tinyverse.export.base import Exporter
+from tinyverse.export.base import Exporter, RunResult, Verification
 from tinyverse.export.onnx_float import ExportError
 from tinyverse.export.tflite import TFLiteInt8Exporter, io_details, measure_tflm_arena, run_tflm
 from tinyverse.export.twin_plan import nchw_to_nhwc
@@ -140,6 +140,31 @@ class CHeaderExporter(Exporter):
     name = "c_header"
     suffix = ".c"
     file_name = "model_int8.c"
+    kind = "int8"
+    needs = ("tflite_int8",)
+
+    def export_options(self, ctx):
+        n = int(ctx.options.get("golden_vectors", 0) or 0)
+        return {"tflite_int8_path": ctx.artifacts["tflite_int8"],
+                "golden_X": ctx.test_X[:n] if n and ctx.test_X is not None else None,
+                "arena_bytes": ctx.info.get("tflm_arena_bytes"), "defines": ctx.options.get("header_defines"),
+                "define_notes": ctx.options.get("header_notes") or ()}
+
+    def verifications(self):
+        # the bytes that get compiled into firmware, in TFLM, against LiteRT's reference kernels on the .tflite
+        return [Verification("C array (TFLM)", "tflm", same_as="TFLite int8 (LiteRT)",
+                             same_as_check="vs LiteRT reference kernels")]
+
+    def run_on(self, verification, path, X):
+        return RunResult(self.run(path, X), self.info.get("tflm_arena_bytes"))
+
+    def output_step(self, path, ctx):
+        return io_details(parse_c_array(path))[1].scale
+
+    def record(self, ctx, path, rows):
+        ctx.files["model_int8.h"] = self.info["header"]
+        if "golden" in self.info:
+            ctx.files["golden_vectors.h"] = self.info["golden"]
 
     def export(self, model, spec, out_dir, calib, **opts):
         out_dir = Path(out_dir)

@@ -3,12 +3,16 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
+from typing import Sequence
 
+import numpy as np
 import torch
 
-from tinyverse.export.base import Exporter
+from tinyverse.export.base import CALIBRATION, Exporter
 from tinyverse.export.onnx_float import ExportError, export_onnx, run_onnx
+from tinyverse.quantization import onnx_output_step, quantize_onnx_static
 from tinyverse.registry import EXPORTERS
+from tinyverse.verification import Check, Tolerances, runtime_check
 
 
 def _example_inputs(model, calib) -> tuple[torch.Tensor, ...]:
@@ -28,12 +32,15 @@ class OnnxFloatExporter(Exporter):
     name = "onnx"
     suffix = ".onnx"
     file_name = "model_float.onnx"
+    label = "ONNX float"
+    modalities = ("timeseries", "audio")  # audio: the streaming graph of tinyverse.audio.verify
 
     def export(self, model, spec, out_dir, calib, **opts):
         path = Path(out_dir) / opts.get("file_name", self.file_name)
         t0 = time.perf_counter()
         export_onnx(model, path, _example_inputs(model, calib))
-        self.info = {"export_s": time.perf_counter() - t0, "bytes": path.stat().st_size}
+        self.info = {"export_s": time.perf_counter() - t0, "seconds": time.perf_counter() - t0,
+                     "bytes": path.stat().st_size}
         return path
 
     def run(self, path, X):
@@ -50,10 +57,15 @@ class OnnxInt8Exporter(Exporter):
     name = "onnx_int8"
     suffix = ".onnx"
     file_name = "model_int8.onnx"
+    label = "ONNX int8"
+    kind = "int8"
+    needs = ("onnx", CALIBRATION)
+    modalities = ("timeseries", "audio")  # audio: the streaming graph of tinyverse.audio.verify
+
+    def export_options(self, ctx):
+        return {"float_path": ctx.artifacts["onnx"], "num_calib": ctx.options.get("num_calib", 512)}
 
     def export(self, model, spec, out_dir, calib, **opts):
-        from tinyverse.quantization import quantize_onnx_static
-
         if calib is None:
             raise ExportError("onnx_int8 needs calibration data from the training split")
         out_dir = Path(out_dir)
@@ -63,8 +75,21 @@ class OnnxInt8Exporter(Exporter):
         path = out_dir / opts.get("file_name", self.file_name)
         t0 = time.perf_counter()
         quantize_onnx_static(float_path, path, calib, max_samples=opts.get("num_calib", 512))
-        self.info = {"quantize_s": time.perf_counter() - t0, "bytes": path.stat().st_size}
+        self.info = {"quantize_s": time.perf_counter() - t0, "seconds": time.perf_counter() - t0,
+                     "bytes": path.stat().st_size}
         return path
 
     def run(self, path, X):
         return run_onnx(path, X)
+
+    def checks(self, verification, path, X, y, tol):
+        return [onnx_int8_runtime_check(path, X, tol, y)]
+
+
+def onnx_int8_runtime_check(path: str | Path, X: np.ndarray | Sequence[np.ndarray], tol: Tolerances,
+                            fused: np.ndarray | None = None) -> Check:
+    """onnxruntime's default session (fused int8 kernels, CPU-specific; ``fused`` if already run) against the same
+    QDQ file run as written (``ORT_DISABLE_ALL``)."""
+    fused = run_onnx(path, X) if fused is None else fused
+    reference = run_onnx(path, X, optimized=False)
+    return runtime_check("fused kernels vs QDQ reference", fused, reference, onnx_output_step(path), tol)

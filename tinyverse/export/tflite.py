@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 from torch import nn
 
-from tinyverse.export.base import Exporter, spec_of
+from tinyverse.export.base import CALIBRATION, Exporter, RunResult, Verification, spec_of
 from tinyverse.export.onnx_float import ExportError, torch_outputs
 from tinyverse.export.twin_plan import build_plan, nchw_to_nhwc, nhwc_to_nchw
 from tinyverse.models.spec import ModelSpec
@@ -248,6 +248,34 @@ def _tflm_quant(detail: dict) -> TensorQuant:
 
 class _TFLiteBase(Exporter):
     int8: bool = False
+    needs = (CALIBRATION,)
+
+    def write(self, ctx):
+        """Within a compile, one conversion job writes every planned TFLite file (one twin build, one TF start)."""
+        conv = ctx.shared.get("tflite_conversion")
+        if conv is None:
+            planned = [cls for cls in (TFLiteFloatExporter, TFLiteInt8Exporter) if cls.name in ctx.planned]
+            paths = {"int8_path" if cls.int8 else "float_path": ctx.out_dir / cls.file_name for cls in planned}
+            try:
+                conv = convert_tflite(ctx.model, ctx.spec, ctx.calib, num_calib=ctx.options.get("tflite_num_calib", 200),
+                                      **{"float_path": None, "int8_path": None, **paths})
+                ctx.info["tflite_conversion"] = conv
+            except Exception as err:  # noqa: BLE001 - every TFLite row records it
+                conv = {"error": str(err).splitlines()[0][:300] if str(err) else type(err).__name__}
+            ctx.shared["tflite_conversion"] = conv
+        if "error" in conv:
+            raise ExportError(conv["error"])
+        self.info = {"seconds": conv.get("convert_int8_s" if self.int8 else "convert_float_s")}
+        return ctx.out_dir / self.file_name
+
+    def run_on(self, verification, path, X):
+        if verification.runtime == "tflm":
+            y, arena = run_tflm(path, X)
+            return RunResult(y, arena)
+        return run_litert(path, X)
+
+    def output_step(self, path, ctx):
+        return io_details(path)[1].scale
 
     def export(self, model, spec, out_dir, calib, **opts):
         if calib is None:
@@ -272,6 +300,10 @@ class TFLiteFloatExporter(_TFLiteBase):
     name = "tflite"
     suffix = ".tflite"
     file_name = "model_float.tflite"
+    modalities = ("timeseries", "audio")  # audio: the streaming graph of tinyverse.audio.verify
+
+    def verifications(self):
+        return [Verification("TFLite float (LiteRT)", "litert")]
 
 
 @EXPORTERS.register("tflite_int8")
@@ -283,6 +315,21 @@ class TFLiteInt8Exporter(_TFLiteBase):
     suffix = ".tflite"
     file_name = "model_int8.tflite"
     int8 = True
+    kind = "int8"
+    modalities = ("timeseries", "audio")  # audio: the streaming graph of tinyverse.audio.verify
+
+    def verifications(self):
+        # TFLM runs the file LiteRT's reference kernels ran: they must agree to a few output steps
+        return [Verification("TFLite int8 (LiteRT)", "litert"),
+                Verification("TFLite int8 (TFLM)", "tflm", same_as="TFLite int8 (LiteRT)",
+                             same_as_check="vs LiteRT reference kernels")]
+
+    def record(self, ctx, path, rows):
+        ctx.info["tflite_int8_ops"] = tflite_ops(path)
+        ctx.info["tflite_int8_bytes"] = path.stat().st_size
+        arena = next((r.arena_bytes for r in rows if r.arena_bytes), None)
+        if arena is not None:
+            ctx.info["tflm_arena_bytes"] = arena
 
     def run_tflm(self, path, X, arena_size: int | None = None) -> np.ndarray:
         y, arena = run_tflm(path, X, arena_size)

@@ -10,11 +10,14 @@ Shapes exclude the batch dimension: a time-series tensor (N, C, L, 1) has shape 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import torch
 from pydantic import BaseModel, ConfigDict, field_validator
 from torch import nn
+
+if TYPE_CHECKING:  # the builder lives in tinyverse.export, which imports this package
+    from tinyverse.export.twin_plan import TwinBuilder, TwinTensor
 
 Shape = tuple[int, ...]
 
@@ -99,6 +102,13 @@ class Layer(BaseModel):
     def device_ops(self, name: str, in_shapes: list[Shape], out_shape: Shape, *, on_model_input: bool,
                    params: int, macs: int) -> list[LayerOp]:
         return [LayerOp(name, self.op_class, in_shapes[0], out_shape, params=params, macs=macs)]
+
+    def twin_ops(self, twin: "TwinBuilder") -> "TwinTensor":
+        """This layer in the Keras/TFLite twin: emit primitive ops through ``twin`` (its inputs are ``twin.inputs``,
+        its torch module ``twin.module``) and return the output tensor. See ``tinyverse.export.twin_plan``."""
+        raise twin.error(f"{self.type_name()} has no Keras twin: give the layer type a twin_ops method that composes "
+                         f"the twin primitives (conv, dense, pool, act, affine, add, mul, mean, concat, reshape); see "
+                         f"docs/extending.md")
 
     # -- helpers -----------------------------------------------------------------------------------------------
     def args(self) -> dict[str, Any]:

@@ -103,6 +103,17 @@ class _ConvBase(Layer):
             activation="relu" if self.fuse_relu else None, params=params, macs=macs,
             attrs={"batchnorm": self.fuse_batchnorm})]
 
+    def twin_ops(self, twin):
+        """One CONV_2D / DEPTHWISE_CONV_2D with the BatchNorm folded in and the ReLU fused."""
+        mods = list(twin.module) if isinstance(twin.module, nn.Sequential) else [twin.module]
+        conv = next(m for m in mods if isinstance(m, nn.Conv2d))
+        bn = next((m for m in mods if isinstance(m, nn.BatchNorm2d)), None)
+        w, b = twin.torch_weights(conv)
+        if bn is not None:
+            w, b = twin.fold_batchnorm(w, b, bn)
+        return twin.conv(twin.inputs[0], w, b, stride=conv.stride, dilation=conv.dilation, padding=conv.padding,
+                         groups=conv.groups, activation="relu" if self.fuse_relu else None)
+
 
 @LAYERS.register("ConvLayer")
 class ConvLayer(_ConvBase):

@@ -53,6 +53,9 @@ class DepthToTimeLayer(Layer):
     def build(self, in_shapes):
         return _DepthToTime(self.factor)
 
+    def twin_ops(self, twin):
+        return twin.depth_to_time(twin.inputs[0], self.factor)
+
     def device_ops(self, name, in_shapes, out_shape, *, on_model_input, params, macs):
         return [LayerOp(name, self.op_class, in_shapes[0], out_shape, in_channels=in_shapes[0][0],
                         out_channels=out_shape[0], params=params, macs=macs, attrs={"factor": self.factor})]

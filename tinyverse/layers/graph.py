@@ -51,6 +51,9 @@ class Add(_Elementwise):
     def build(self, in_shapes):
         return _Sum()
 
+    def twin_ops(self, twin):
+        return twin.add(twin.inputs)
+
 
 @LAYERS.register("Mean")
 class Mean(_Elementwise):
@@ -60,6 +63,9 @@ class Mean(_Elementwise):
 
     def build(self, in_shapes):
         return _MeanOf()
+
+    def twin_ops(self, twin):
+        return twin.mean(twin.inputs)
 
 
 class _Cat(MultiInput):
@@ -97,3 +103,6 @@ class Concat(Layer):
 
     def build(self, in_shapes):
         return _Cat(self.axis % len(in_shapes[0]) + 1)  # +1: skip the batch dimension
+
+    def twin_ops(self, twin):
+        return twin.concat(twin.inputs, self.axis)

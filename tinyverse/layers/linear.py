@@ -35,6 +35,11 @@ class LinearLayer(Layer):
                         out_features=self.out_features, activation="relu" if self.relu else None,
                         params=params, macs=macs)]
 
+    def twin_ops(self, twin):
+        fc = twin.module[0] if isinstance(twin.module, nn.Sequential) else twin.module
+        w, b = twin.torch_weights(fc)
+        return twin.dense(twin.inputs[0], w, b, activation="relu" if self.relu else None)
+
 
 class _Reshape(nn.Module):
     def __init__(self, shape: Shape):
@@ -69,6 +74,9 @@ class ReshapeLayer(Layer):
     def build(self, in_shapes):
         return _Reshape(self.output_shape(in_shapes))
 
+    def twin_ops(self, twin):
+        return twin.reshape(twin.inputs[0], twin.out_shape)
+
 
 @LAYERS.register("DropoutLayer")
 class DropoutLayer(Layer):
@@ -82,3 +90,6 @@ class DropoutLayer(Layer):
 
     def build(self, in_shapes):
         return nn.Dropout(self.p)
+
+    def twin_ops(self, twin):
+        return twin.identity(twin.inputs[0])  # inference: dropout is off

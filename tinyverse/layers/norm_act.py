@@ -1,6 +1,8 @@
 """Normalisation and activation layers (standalone; ConvBNReLULayer fuses them for the NPU)."""
 from __future__ import annotations
 
+from typing import ClassVar
+
 from torch import nn
 
 from tinyverse.layers.base import Layer, SpecError, numel
@@ -20,13 +22,21 @@ class BatchNormLayer(Layer):
         c = in_shapes[0][0]
         return nn.BatchNorm2d(c) if len(in_shapes[0]) == 3 else nn.BatchNorm1d(c)
 
+    def twin_ops(self, twin):
+        return twin.affine(twin.inputs[0], *twin.batchnorm_affine(twin.module))
+
     def macs(self, in_shapes, out_shape):
         return numel(out_shape)
 
 
 class _Activation(Layer):
+    twin_fn: ClassVar[str] = ""  # the twin's ``act`` primitive
+
     def output_shape(self, in_shapes):
         return in_shapes[0]
+
+    def twin_ops(self, twin):
+        return twin.act(twin.inputs[0], self.twin_fn)
 
     def macs(self, in_shapes, out_shape):
         return numel(out_shape)
@@ -35,6 +45,7 @@ class _Activation(Layer):
 @LAYERS.register("ReLULayer")
 class ReLULayer(_Activation):
     op_class = "RELU"
+    twin_fn = "relu"
 
     def build(self, in_shapes):
         return nn.ReLU()
@@ -43,6 +54,7 @@ class ReLULayer(_Activation):
 @LAYERS.register("TanhLayer")
 class TanhLayer(_Activation):
     op_class = "TANH"
+    twin_fn = "tanh"
 
     def build(self, in_shapes):
         return nn.Tanh()
@@ -51,6 +63,7 @@ class TanhLayer(_Activation):
 @LAYERS.register("SigmoidLayer")
 class SigmoidLayer(_Activation):
     op_class = "SIGMOID"
+    twin_fn = "sigmoid"
 
     def build(self, in_shapes):
         return nn.Sigmoid()

@@ -39,6 +39,10 @@ class _PoolBase(Layer):
         return [LayerOp(name, self.op_class, in_shapes[0], out_shape, in_channels=in_shapes[0][0],
                         out_channels=out_shape[0], kernel=k, stride=s, params=params, macs=macs)]
 
+    def twin_ops(self, twin):
+        k, s, p = self._geometry()
+        return twin.pool(twin.inputs[0], "max" if self.op_class == "MAXPOOL" else "avg", k, s, p)
+
 
 @LAYERS.register("MaxPoolLayer")
 class MaxPoolLayer(_PoolBase):
@@ -80,3 +84,7 @@ class GlobalAvgPoolLayer(Layer):
         c, h, w = in_shapes[0]
         return [LayerOp(name, "AVGPOOL", in_shapes[0], out_shape, in_channels=c, out_channels=c, kernel=(h, w),
                         stride=(h, w), params=params, macs=macs, attrs={"global": True})]
+
+    def twin_ops(self, twin):
+        _, h, w = twin.in_shapes[0]
+        return twin.pool(twin.inputs[0], "avg", (h, w), (h, w))
