@@ -43,7 +43,7 @@ def fake_registries():
     saved = []
     for registry, name, obj in FAKES:
         try:  # builtins may not exist yet (or be half-written by a parallel change): do without them
-            registry._load_builtins()
+            registry.load_builtins()
         except Exception:
             registry._builtins_loaded = True
         saved.append((registry, name, registry._entries.get(name)))

@@ -25,9 +25,9 @@ def airline(**kwargs) -> TimeSeriesData:
 def airline_values() -> np.ndarray:
     import pandas as pd
 
-    from tinyverse.data.ucr import _package_dir
+    from tinyverse.data.ucr import package_dir
 
-    return pd.read_csv(_package_dir("sktime") / "datasets/data/Airline/Airline.csv")["Passengers"].to_numpy(float)
+    return pd.read_csv(package_dir("sktime") / "datasets/data/Airline/Airline.csv")["Passengers"].to_numpy(float)
 
 
 # -- metrics on a 4-point example ------------------------------------------------------------------------------

@@ -80,9 +80,9 @@ def tecator():
 def _raw_tecator(split: str) -> np.ndarray:
     from sktime.datasets import load_from_tsfile
 
-    from tinyverse.data.ucr import _offline_sets
+    from tinyverse.data.ucr import offline_sets
 
-    entry = _offline_sets()["Tecator"]
+    entry = offline_sets()["Tecator"]
     _, y = load_from_tsfile(str(getattr(entry, split)), return_data_type="numpy3d")
     return np.asarray(y, dtype=np.float64)
 

@@ -126,7 +126,7 @@ def entries_from(source: str) -> list[tuple[str, str]]:
     """(registry label, name) of every entry registered by ``source``."""
     out = []
     for label, reg in _REGISTRIES.items():
-        for entry in list(reg._entries.values()):
+        for entry in reg.entries():
             if entry.source == source:
                 out.append((label, entry.name))
     return out
@@ -158,7 +158,7 @@ def _ensure_builtins() -> None:
     """Load every registry's built-ins first, so none of them is attributed to the extension being imported."""
     for reg in _REGISTRIES.values():
         try:
-            reg._load_builtins()
+            reg.load_builtins()
         except Exception as err:  # a broken built-in is not the extension's fault; say so once
             log.debug("built-ins of %s failed to load: %s", reg.kind, err)
 

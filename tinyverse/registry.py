@@ -100,7 +100,7 @@ class Registry:
     def _add(self, name: str, obj: Any, overwrite: bool, metadata: dict) -> Any:
         if not isinstance(name, str) or not name:
             raise RegistryError(f"{self.kind} names must be non-empty strings, got {name!r}")
-        self._load_builtins()
+        self.load_builtins()
         if name in self._entries and not overwrite:
             old = self._entries[name]
             raise RegistryError(
@@ -114,7 +114,8 @@ class Registry:
         self._entries.pop(name, None)
 
     # -- lookup -----------------------------------------------------------------------------------------
-    def _load_builtins(self) -> None:
+    def load_builtins(self) -> None:
+        """Import the built-in modules (once; every lookup does this first)."""
         if self._builtins_loaded:
             return
         self._builtins_loaded = True  # set first: builtin modules register into this very registry
@@ -129,7 +130,7 @@ class Registry:
         return self.entry(name).obj
 
     def entry(self, name: str) -> Entry:
-        self._load_builtins()
+        self.load_builtins()
         try:
             return self._entries[name]
         except (KeyError, TypeError):
@@ -148,7 +149,7 @@ class Registry:
     def names(self, include: str | Iterable[str] | None = None, exclude: str | Iterable[str] | None = None,
               **metadata: Any) -> list[str]:
         """Sorted names matching any ``include`` wildcard, none of ``exclude``, and the given metadata."""
-        self._load_builtins()
+        self.load_builtins()
         inc = [include] if isinstance(include, str) else list(include or ["*"])
         exc = [exclude] if isinstance(exclude, str) else list(exclude or [])
         out = []
@@ -163,15 +164,15 @@ class Registry:
         return sorted(out)
 
     def entries(self) -> list[Entry]:
-        self._load_builtins()
+        self.load_builtins()
         return [self._entries[n] for n in sorted(self._entries)]
 
     def __contains__(self, name: object) -> bool:
-        self._load_builtins()
+        self.load_builtins()
         return name in self._entries
 
     def __len__(self) -> int:
-        self._load_builtins()
+        self.load_builtins()
         return len(self._entries)
 
     def __iter__(self) -> Iterator[str]:

@@ -38,7 +38,7 @@ import numpy as np
 from ..registry import DATASETS
 from .normalize import normalize_splits
 from .splits import DatasetError, TimeSeriesData
-from .ucr import _package_dir, _version
+from .ucr import package_dir, package_version
 
 log = logging.getLogger(__name__)
 
@@ -127,12 +127,12 @@ class AnomalySeriesDataset:
                                    f"column(s) and a '{self.label_column}' column)")
             return self.path, self.label_column, {"file": str(self.path)}
         package, rel, label = BUILTIN_SERIES[self.series]
-        root = _package_dir(package)
+        root = package_dir(package)
         file = root / rel if root is not None else None
         if file is None or not file.is_file():
             raise DatasetError(f"dataset.series: '{self.series}' ships in the {package} wheel, which is not installed "
                                f"(or lacks {rel}); pip install {package}")
-        return file, label, {"package": package, "package_version": _version(package), "file": str(file)}
+        return file, label, {"package": package, "package_version": package_version(package), "file": str(file)}
 
     def read(self) -> tuple[np.ndarray, np.ndarray, list[str], dict[str, Any]]:
         """(values (T, C) float64, labels (T,) int64, channel names, provenance) of the whole series."""

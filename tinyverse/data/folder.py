@@ -17,7 +17,7 @@ from .splits import DatasetError, TimeSeriesData, check_fractions, label_sort_ke
 
 _EXTENSIONS = (".csv", ".npy")
 # time, Time, timestamp, time_s, "time (s)", timestamp_ms, t, ts — but not temperature or t_x
-_TIME_COLUMN = re.compile(r"(time|timestamp|ts)([\s_(\[].*)?|t", re.IGNORECASE)
+TIME_COLUMN = re.compile(r"(time|timestamp|ts)([\s_(\[].*)?|t", re.IGNORECASE)
 _SPLITS = ("train", "val", "test")
 _MIN_FILES_PER_CLASS = 3  # one file each for train, val and test
 
@@ -115,7 +115,7 @@ class ClassFolderDataset:
                                    f"its columns are {list(df.columns)}")
             df = df[self.channels]
         else:
-            df = df[[c for c in df.columns if not _TIME_COLUMN.fullmatch(c)]]
+            df = df[[c for c in df.columns if not TIME_COLUMN.fullmatch(c)]]
         try:
             data = df.to_numpy(dtype=np.float64)
         except (ValueError, TypeError):

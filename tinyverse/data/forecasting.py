@@ -38,7 +38,7 @@ import numpy as np
 
 from ..registry import DATASETS
 from .splits import DatasetError, TimeSeriesData
-from .ucr import _package_dir, _version
+from .ucr import package_dir, package_version
 
 LEVELS = ("last", "mean", "none")
 _TIME_COLUMN = re.compile(r"(date|time|timestamp|month|year|period|ts|t)([\s_(\[].*)?", re.IGNORECASE)
@@ -246,10 +246,10 @@ class ForecastSeriesDataset:
             df = sm.datasets.sunspots.load_pandas().data
             values = df[known.column].to_numpy(dtype=np.float64)[None, :]
             index = [str(int(v)) for v in df["YEAR"]]
-            prov = {"package": "statsmodels", "package_version": _version("statsmodels"),
+            prov = {"package": "statsmodels", "package_version": package_version("statsmodels"),
                     "loader": "statsmodels.api.datasets.sunspots"}
             return values, [known.column], index, known.seasonality, prov
-        root = _package_dir(known.package)
+        root = package_dir(known.package)
         file = root / known.relpath if root is not None else None
         if file is None or not file.is_file():
             raise DatasetError(f"dataset.series: '{name}' is not found in the installed {known.package} "
@@ -259,7 +259,7 @@ class ForecastSeriesDataset:
         df = pd.read_csv(file)
         values = df[known.column].to_numpy(dtype=np.float64)[None, :]
         index = [str(v) for v in df.iloc[:, 0]]
-        prov = {"package": known.package, "package_version": _version(known.package), "file": str(file)}
+        prov = {"package": known.package, "package_version": package_version(known.package), "file": str(file)}
         return values, [known.column if known.column != "0" else name], index, known.seasonality, prov
 
     def _read_file(self) -> tuple[np.ndarray, list[str], list[str], int, dict[str, Any]]:

@@ -21,11 +21,11 @@ from typing import Any
 import numpy as np
 
 from ..registry import DATASETS, closest
-from .folder import _TIME_COLUMN  # time, timestamp, t, ... (dropped from the default inputs)
+from .folder import TIME_COLUMN  # time, timestamp, t, ... (dropped from the default inputs)
 from .normalize import normalize_splits
 from .splits import DatasetError, TimeSeriesData, check_fractions, stratified_split
 from .targets import TargetScaler
-from .ucr import _edge_pad, _nested_to_arrays, _offline_sets, _version
+from .ucr import edge_pad, nested_to_arrays, offline_sets, package_version
 
 _SPLITS = ("train", "val", "test")
 _EXTENSIONS = (".csv", ".npy")
@@ -70,7 +70,7 @@ class UCRRegressionDataset:
     @staticmethod
     def available() -> list[str]:
         """Every regression set found offline (``@targetLabel true``)."""
-        return sorted((n for n, s in _offline_sets().items()
+        return sorted((n for n, s in offline_sets().items()
                        if s.header.get("targetlabel", "").split()[:1] == ["true"]), key=str.lower)
 
     def load(self) -> TimeSeriesData:
@@ -81,7 +81,7 @@ class UCRRegressionDataset:
             did = f"did you mean {' or '.join(repr(h) for h in hint)}? " if hint else ""
             raise DatasetError(f"dataset.ucr_name: '{self.ucr_name}' is not a regression set found offline; {did}"
                                f"(available: {', '.join(names) or 'none'}; classification sets use dataset.name: ucr)")
-        entry = _offline_sets()[folded[0]]
+        entry = offline_sets()[folded[0]]
         from sktime.datasets import load_from_tsfile
 
         raw = {}
@@ -91,9 +91,9 @@ class UCRRegressionDataset:
                 targets = np.asarray(y, dtype=np.float64)
             except ValueError:
                 raise DatasetError(f"dataset.ucr_name: '{entry.name}' has non-numeric targets in {path}") from None
-            raw[split] = (_nested_to_arrays(X), targets)
+            raw[split] = (nested_to_arrays(X), targets)
         max_len = max(a.shape[1] for s in raw for a in raw[s][0])
-        arrays = {s: np.stack([np.stack([_edge_pad(c, max_len) for c in a]) for a in raw[s][0]]).astype(np.float32)
+        arrays = {s: np.stack([np.stack([edge_pad(c, max_len) for c in a]) for a in raw[s][0]]).astype(np.float32)
                   for s in raw}
         for split, X in arrays.items():
             if not np.isfinite(X).all() or not np.isfinite(raw[split][1]).all():
@@ -106,7 +106,7 @@ class UCRRegressionDataset:
         y = {"train": raw["train"][1][train_rows], "val": raw["train"][1][val_rows], "test": raw["test"][1]}
         info: dict[str, Any] = {
             "source": "ucr_regression",
-            "provenance": {"package": entry.package, "package_version": _version(entry.package),
+            "provenance": {"package": entry.package, "package_version": package_version(entry.package),
                            "train_file": str(entry.train), "test_file": str(entry.test),
                            "split": "official train/test; val = fraction of official train, stratified by target "
                                     "quintile"},
@@ -224,7 +224,7 @@ class RegressionFilesDataset:
                 raise DatasetError(f"dataset.input_columns: '{file}' has no column(s) {missing}; its columns are "
                                    f"{list(df.columns)}")
         else:
-            inputs = [c for c in df.columns if c not in targets and not _TIME_COLUMN.fullmatch(c)]
+            inputs = [c for c in df.columns if c not in targets and not TIME_COLUMN.fullmatch(c)]
         if not inputs:
             raise DatasetError(f"dataset.input_columns: '{file}' has no input column besides the target")
         try:

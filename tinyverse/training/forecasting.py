@@ -50,7 +50,7 @@ def plot_forecast(setup: Any, forecasts: np.ndarray, out_png: Path, title: str =
     from matplotlib.figure import Figure
 
     from tinyverse.evaluation.forecasting import seasonal_naive_forecast
-    from tinyverse.training.plots import _save
+    from tinyverse.training.plots import save_figure
 
     series = setup.series
     T = series.shape[1]
@@ -84,4 +84,4 @@ def plot_forecast(setup: Any, forecasts: np.ndarray, out_png: Path, title: str =
                      ("naive sMAPE", "naive_smape")) if key in m)
     fig.suptitle(f"{title}\n{sub}" if sub else title, fontsize=10)
     fig.tight_layout()
-    return _save(fig, out_png)
+    return save_figure(fig, out_png)

@@ -61,7 +61,7 @@ def plot_loss_curves(metrics_csv: Path, out_png: Path) -> Path:
         else:
             ax.text(0.5, 0.5, f"no {label} logged", ha="center", va="center", transform=ax.transAxes)
     fig.tight_layout()
-    return _save(fig, out_png)
+    return save_figure(fig, out_png)
 
 
 def plot_confusion_matrix(y_true: np.ndarray, y_pred: np.ndarray, class_names: Sequence[str], out_png: Path,
@@ -89,10 +89,10 @@ def plot_confusion_matrix(y_true: np.ndarray, y_pred: np.ndarray, class_names: S
                 ax.text(j, i, str(cm[i, j]), ha="center", va="center", fontsize=8,
                         color="white" if rates[i, j] > 0.5 else "black")
     fig.tight_layout()
-    return _save(fig, out_png)
+    return save_figure(fig, out_png)
 
 
-def _save(fig: Figure, out_png: Path) -> Path:
+def save_figure(fig: Figure, out_png: Path) -> Path:
     out_png = Path(out_png)
     out_png.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(out_png, dpi=120)

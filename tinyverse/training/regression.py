@@ -130,7 +130,7 @@ def plot_pred_vs_true(true: np.ndarray, pred: np.ndarray, train_mean: np.ndarray
     the training-mean baseline."""
     from matplotlib.figure import Figure
 
-    from tinyverse.training.plots import _save
+    from tinyverse.training.plots import save_figure
 
     k = min(true.shape[1], 4)
     fig = Figure(figsize=(4.5 * k, 4.5))
@@ -153,4 +153,4 @@ def plot_pred_vs_true(true: np.ndarray, pred: np.ndarray, train_mean: np.ndarray
     sub = ", ".join(f"{k_} {m[k_]:.4g}" for k_ in ("rmse", "mae", "r2", "baseline_rmse") if k_ in m)
     fig.suptitle(f"{title}\n{sub}" if sub else title, fontsize=10)
     fig.tight_layout()
-    return _save(fig, out_png)
+    return save_figure(fig, out_png)

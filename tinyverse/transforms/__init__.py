@@ -62,7 +62,7 @@ def build_transform(name: str, params: Mapping[str, Any] | None = None) -> Any:
     return transform
 
 
-def _check(out: Any, X: np.ndarray, name: str, transform: Any, split: str) -> np.ndarray:
+def check_output(out: Any, X: np.ndarray, name: str, transform: Any, split: str) -> np.ndarray:
     if not isinstance(out, np.ndarray):
         raise TransformError(f"{_where(transform)}transform '{name}' returned {type(out).__name__} for the {split} "
                              f"split; expected a numpy array shaped (N, C, L)")
@@ -82,7 +82,7 @@ def apply_transforms(specs: Iterable[tuple[str, Mapping[str, Any]]], splits: Map
         if hasattr(transform, "fit"):
             transform.fit(out[fit_split])
         for split, X in out.items():
-            out[split] = _check(transform(X), X, name, transform, split)
+            out[split] = check_output(transform(X), X, name, transform, split)
         fitted.append(transform)
     return out, fitted
 

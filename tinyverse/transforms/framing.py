@@ -16,7 +16,7 @@ from tinyverse.transforms import Transform, TransformError
 _NO_WINDOW = (None, "none", "rect", "rectangular", "boxcar")
 
 
-def _positive_int(value, what: str, owner: str) -> int:
+def positive_int(value, what: str, owner: str) -> int:
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
         raise TransformError(f"{owner}: {what} must be a positive integer, got {value!r}")
     return int(value)
@@ -34,9 +34,9 @@ class Frame(Transform):
 
     def __init__(self, frame_size: int, stride: int | None = None, num_frames: int | None = None,
                  window: str | None = "none", symmetric: bool = False) -> None:
-        self.frame_size = _positive_int(frame_size, "frame_size", "Frame")
-        self.stride = _positive_int(stride, "stride", "Frame") if stride is not None else self.frame_size
-        self.num_frames = _positive_int(num_frames, "num_frames", "Frame") if num_frames is not None else None
+        self.frame_size = positive_int(frame_size, "frame_size", "Frame")
+        self.stride = positive_int(stride, "stride", "Frame") if stride is not None else self.frame_size
+        self.num_frames = positive_int(num_frames, "num_frames", "Frame") if num_frames is not None else None
         self.window = None if window in _NO_WINDOW else str(window)
         self.symmetric = bool(symmetric)
         try:
@@ -87,7 +87,7 @@ class Concat(Transform):
     LAYOUTS = ("flatten", "frames_as_length")
 
     def __init__(self, num_frames: int, layout: str = "flatten") -> None:
-        self.num_frames = _positive_int(num_frames, "num_frames", "Concat")
+        self.num_frames = positive_int(num_frames, "num_frames", "Concat")
         if layout not in self.LAYOUTS:
             raise TransformError(f"Concat: layout must be one of {', '.join(self.LAYOUTS)}, got {layout!r}")
         self.layout = layout

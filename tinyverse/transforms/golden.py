@@ -13,7 +13,7 @@ from typing import Any, Iterable, Sequence
 
 import numpy as np
 
-from tinyverse.transforms import _check
+from tinyverse.transforms import check_output
 
 
 def _steps(pipeline: Iterable[Any]) -> list[tuple[str, dict, Any]]:
@@ -32,7 +32,7 @@ def run_pipeline(pipeline: Iterable[Any], X: np.ndarray) -> np.ndarray:
     """The fitted transforms applied in order, with the same float32 rounding between them as training used."""
     out = np.asarray(X, dtype=np.float32)
     for name, _, transform in _steps(pipeline):
-        out = _check(transform(out), out, name, transform, "golden")
+        out = check_output(transform(out), out, name, transform, "golden")
     return out
 
 
@@ -65,7 +65,7 @@ def describe_pipeline(pipeline: Iterable[Any], X: np.ndarray) -> dict:
     steps = []
     for name, params, transform in _steps(pipeline):
         before = list(out.shape[1:])
-        out = _check(transform(out), out, name, transform, "golden")
+        out = check_output(transform(out), out, name, transform, "golden")
         arithmetic = transform.arithmetic() if hasattr(transform, "arithmetic") else ""
         steps.append({"name": name, "params": _jsonable(params), "input_shape": before,
                       "output_shape": list(out.shape[1:]), "arithmetic": arithmetic,

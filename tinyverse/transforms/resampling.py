@@ -5,7 +5,7 @@ import numpy as np
 
 from tinyverse.registry import TRANSFORMS
 from tinyverse.transforms import Transform, TransformError
-from tinyverse.transforms.framing import _positive_int
+from tinyverse.transforms.framing import positive_int
 
 
 @TRANSFORMS.register("Downsample")
@@ -17,7 +17,7 @@ class Downsample(Transform):
     """
 
     def __init__(self, factor: int) -> None:
-        self.factor = _positive_int(factor, "factor", "Downsample")
+        self.factor = positive_int(factor, "factor", "Downsample")
 
     def __call__(self, X: np.ndarray) -> np.ndarray:
         n, c, length = X.shape

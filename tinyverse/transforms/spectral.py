@@ -10,7 +10,7 @@ import numpy as np
 
 from tinyverse.registry import TRANSFORMS
 from tinyverse.transforms import Transform, TransformError
-from tinyverse.transforms.framing import _positive_int
+from tinyverse.transforms.framing import positive_int
 
 
 @TRANSFORMS.register("FFT")
@@ -81,8 +81,8 @@ class Binning(Transform):
     """
 
     def __init__(self, num_bins: int, bin_size: int | None = None, start: int = 0, normalize: bool = True) -> None:
-        self.num_bins = _positive_int(num_bins, "num_bins", "Binning")
-        self.bin_size = _positive_int(bin_size, "bin_size", "Binning") if bin_size is not None else None
+        self.num_bins = positive_int(num_bins, "num_bins", "Binning")
+        self.bin_size = positive_int(bin_size, "bin_size", "Binning") if bin_size is not None else None
         if isinstance(start, bool) or not isinstance(start, (int, np.integer)) or start < 0:
             raise TransformError(f"Binning: start must be a non-negative integer, got {start!r}")
         self.start = int(start)

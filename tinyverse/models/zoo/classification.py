@@ -17,7 +17,7 @@ from tinyverse.registry import MODEL_REGISTRY
 TASK = "classification"
 
 
-def _input(input_shape: Sequence[int]) -> dict[str, list[int]]:
+def spec_inputs(input_shape: Sequence[int]) -> dict[str, list[int]]:
     c, length = (int(d) for d in input_shape[:2])
     return {"x": [c, length, 1]}
 
@@ -63,7 +63,7 @@ def conv_classifier_spec(input_shape: Sequence[int], num_classes: int, channels:
     if dropout:
         layers["dropout"] = {"type": "DropoutLayer", "p": float(dropout)}
     layers["fc"] = {"type": "LinearLayer", "out_features": int(num_classes)}
-    return {"inputs": _input(input_shape), "layers": layers}
+    return {"inputs": spec_inputs(input_shape), "layers": layers}
 
 
 def _ladder(name: str, channels: list[int], kernel_sizes: list[int], strides: list[int], head: str = "gap",
@@ -114,7 +114,7 @@ def CLS_RES_5k_NPU(input_shape: Sequence[int] = (1, 512), num_classes: int = 2, 
     if dropout:
         layers["dropout"] = {"type": "DropoutLayer", "p": float(dropout)}
     layers["fc"] = {"type": "LinearLayer", "out_features": int(num_classes)}
-    return {"inputs": _input(input_shape), "layers": layers}
+    return {"inputs": spec_inputs(input_shape), "layers": layers}
 
 
 @MODEL_REGISTRY.register("CLS_DSCNN_2k_NPU", task=TASK, family="dscnn")
@@ -133,4 +133,4 @@ def CLS_DSCNN_2k_NPU(input_shape: Sequence[int] = (1, 512), num_classes: int = 2
     if dropout:
         layers["dropout"] = {"type": "DropoutLayer", "p": float(dropout)}
     layers["fc"] = {"type": "LinearLayer", "out_features": int(num_classes)}
-    return {"inputs": _input(input_shape), "layers": layers}
+    return {"inputs": spec_inputs(input_shape), "layers": layers}

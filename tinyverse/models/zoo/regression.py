@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from typing import Any, Sequence
 
-from tinyverse.models.zoo.classification import _input, pool_chain
+from tinyverse.models.zoo.classification import spec_inputs, pool_chain
 from tinyverse.registry import MODEL_REGISTRY
 
 TASK = "regression"
@@ -41,7 +41,7 @@ def conv_regressor_spec(input_shape: Sequence[int], num_outputs: int, channels: 
     if hidden:
         layers["fc1"] = {"type": "LinearLayer", "out_features": int(hidden), "relu": True}
     layers["fc"] = {"type": "LinearLayer", "out_features": int(num_outputs)}
-    return {"inputs": _input(input_shape), "layers": layers}
+    return {"inputs": spec_inputs(input_shape), "layers": layers}
 
 
 def mlp_spec(input_shape: Sequence[int], num_outputs: int, hidden: Sequence[int], dropout: float = 0.0
@@ -54,7 +54,7 @@ def mlp_spec(input_shape: Sequence[int], num_outputs: int, hidden: Sequence[int]
         if dropout:
             layers[f"dropout{i}"] = {"type": "DropoutLayer", "p": float(dropout)}
     layers["fc"] = {"type": "LinearLayer", "out_features": int(num_outputs)}
-    return {"inputs": _input(input_shape), "layers": layers}
+    return {"inputs": spec_inputs(input_shape), "layers": layers}
 
 
 def register_conv(name: str, task: str, channels: list[int], kernel_sizes: list[int], strides: list[int],
