@@ -1,19 +1,22 @@
 """Exporters (``EXPORTERS``): every exported artifact is verified by running it, never by its existence.
 
-Registered: ``onnx``, ``onnx_int8``, ``tflite``, ``tflite_int8``, ``c_header``. TensorFlow is imported only in
-the conversion subprocess; LiteRT/TFLM/onnxruntime are imported when an artifact is run.
+Registered: ``onnx``, ``onnx_int8``, ``tflite``, ``tflite_int8``, ``c_header`` — ordinary entries of the registry:
+an extension registers its own the same way (the contract is in ``tinyverse.export.base``). TensorFlow is imported
+only in the conversion subprocess; LiteRT/TFLM/onnxruntime are imported when an artifact is run.
 """
-from tinyverse.export.base import Exporter, get_exporter
+from tinyverse.export.base import (CALIBRATION, ExportContext, Exporter, RunResult, Verification, exporter_order,
+                                   get_exporter)
 from tinyverse.export.c_header import CHeaderExporter, parse_c_array, write_c_model, write_golden_vectors
 from tinyverse.export.onnx_exporters import OnnxFloatExporter, OnnxInt8Exporter
 from tinyverse.export.onnx_float import ExportError, export_onnx, onnx_session, run_onnx, torch_outputs
 from tinyverse.export.tflite import (TFLiteFloatExporter, TFLiteInt8Exporter, convert_tflite, io_details,
                                      measure_tflm_arena, run_litert, run_tflm, tflite_ops)
-from tinyverse.export.twin_plan import TwinError, build_plan
+from tinyverse.export.twin_plan import TwinBuilder, TwinError, TwinTensor, build_plan
 from tinyverse.registry import EXPORTERS
 
 __all__ = ["EXPORTERS", "ExportError", "export_onnx", "onnx_session", "run_onnx", "torch_outputs", "Exporter",
            "get_exporter", "OnnxFloatExporter", "OnnxInt8Exporter", "TFLiteFloatExporter", "TFLiteInt8Exporter",
            "CHeaderExporter", "convert_tflite", "run_litert", "run_tflm", "tflite_ops", "io_details",
            "measure_tflm_arena", "parse_c_array", "write_c_model", "write_golden_vectors", "TwinError",
-           "build_plan"]
+           "build_plan", "TwinBuilder", "TwinTensor", "Verification", "RunResult", "ExportContext", "CALIBRATION",
+           "exporter_order"]
