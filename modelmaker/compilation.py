@@ -1,6 +1,6 @@
 """Pipeline side of the compilation stage, common to every modality.
 
-- ``precheck_device``: the spec against ``common.target_device`` before training (strict → ``DeviceCheckError``,
+- ``precheck_device``: the model against ``common.target_device`` before training (strict → ``DeviceCheckError``,
   raised before the run folder exists; otherwise warnings);
 - ``write_device_check``: ``device_check.md`` / ``.json`` in the run folder;
 - ``load_model_file``: compile-only mode, a model someone already has (``compilation.model_path``): a Lightning
@@ -61,19 +61,29 @@ class Prepared:
         return getattr(self.model, "spec", None)
 
 
-def precheck_device(spec, device: str | None, strict: bool, model_name: str = "model"):
-    """``check_spec`` before training; a model that does not fit fails here when ``strict``.
+def precheck_device(model, device: str | None, strict: bool, model_name: str = "model",
+                    sample_rate: int | None = None):
+    """``tinyverse.devices.check_model`` before training, the one device check of every modality: a spec (or a
+    model with one) layer by layer, a streaming model (NAM) by its own cost per sample at ``sample_rate``. A model
+    that does not fit fails here when ``strict`` (``DeviceCheckError``, before the run folder exists).
 
-    Returns the DeviceReport (None without a device or a spec).
+    Returns the DeviceReport (None without a device, a model, or a model no device rule can read).
     """
-    if device is None or spec is None:
+    if device is None or model is None:
         return None
-    from tinyverse.devices import check_spec
+    from tinyverse.devices import UncheckableModel, check_model
 
-    report = check_spec(spec, device)
+    try:
+        report = check_model(model, device, sample_rate=sample_rate, model_name=model_name)
+    except UncheckableModel as err:
+        log.info("device check skipped: %s", err)
+        return None
     if report.fits:
-        log.info("device check: %s fits %s (flash ~%s B, RAM ~%s B, %s MACs)", model_name, report.device,
-                 f"{report.totals['flash_bytes']:,}", f"{report.totals['ram_bytes']:,}", f"{report.totals['macs']:,}")
+        totals = report.totals
+        macs = f"{totals['macs']:,} MACs" if totals.get("macs") is not None else \
+            f"{totals.get('macs_per_sample', 0):,} MACs/sample"
+        log.info("device check: %s fits %s (flash ~%s B, RAM ~%s B, %s)", model_name, report.device,
+                 f"{totals.get('flash_bytes') or 0:,}", f"{totals.get('ram_bytes') or 0:,}", macs)
         return report
     head = (f"{model_name} does not fit {report.device} ({len(report.violations)} violation"
             f"{'s' if len(report.violations) != 1 else ''}; set compilation.strict: false to train anyway):")
@@ -126,7 +136,7 @@ def _find_spec_file(path: Path) -> Path | None:
     return None
 
 
-def _state_dict(path: Path) -> dict[str, Any]:
+def read_state_dict(path: Path) -> dict[str, Any]:
     import torch
 
     try:
@@ -158,7 +168,7 @@ def load_model_file(cfg, build_from_config) -> Prepared:
     if suffix not in CHECKPOINT_SUFFIXES:
         raise ModelFileError(f"compilation.model_path: {path.name}: expected a .ckpt/.pt/.pth checkpoint or an "
                              f".onnx file")
-    state = _state_dict(path)
+    state = read_state_dict(path)
     spec_file = _find_spec_file(path)
     if spec_file is not None:
         from tinyverse.models import GenericModelWithSpec

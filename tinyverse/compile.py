@@ -320,9 +320,12 @@ def check_model(model_name: str, device: str | Path | DeviceProfile, input_shape
 
 def fitting_models(device: str | Path | DeviceProfile, input_shape: Sequence[int] = (1, 512),
                    task: str | None = None, **model_args: Any) -> list[dict[str, Any]]:
-    """One row per spec-dict zoo model: params, MACs, estimated flash/RAM and whether it fits ``device``."""
+    """One row per zoo model: params, MACs (per inference; ``macs_per_sample`` for a streaming model), estimated
+    flash/RAM and whether it fits ``device``."""
+    from tinyverse.devices import check_model as check_any_model  # this module's check_model takes a zoo name
+    from tinyverse.devices import model_cost
     from tinyverse.layers.base import SpecError
-    from tinyverse.models import get_model_spec, list_models
+    from tinyverse.models import create_model, get_model_spec, list_models, model_arguments
 
     profile = get_device(device)
     rows = []
@@ -330,6 +333,14 @@ def fitting_models(device: str | Path | DeviceProfile, input_shape: Sequence[int
         try:
             spec = get_model_spec(name, input_shape=tuple(input_shape), **model_args)
         except (SpecError, TypeError, ValueError) as err:  # plain nn.Module entries, other input kinds
+            model = create_model(name) if "input_shape" not in model_arguments(name) else None
+            if model is not None and model_cost(model) is not None:  # a streaming model (NAM): costed per sample
+                rep = check_any_model(model, profile, model_name=name)
+                t = rep.totals
+                rows.append({"name": name, "params": t["params"], "macs": t.get("macs"),
+                             "macs_per_sample": t.get("macs_per_sample"), "flash_bytes": t["flash_bytes"],
+                             "ram_bytes": t["ram_bytes"], "fits": rep.fits, "violations": list(rep.violations)})
+                continue
             rows.append({"name": name, "params": None, "macs": None, "flash_bytes": None, "ram_bytes": None,
                          "fits": False, "violations": [str(err)]})
             continue

@@ -1,7 +1,8 @@
-"""``modelmaker check <model_name> --device D [--input-shape C,L] [--num-classes K] [--json]``
+"""``modelmaker check <model_name> --device D [--input-shape C,L] [--num-classes K] [--sample-rate HZ] [--json]``
 
-Checks a zoo model's spec against a device profile without data or training: the per-layer table (op class, where
-it runs and why), totals against the budgets, then "fits" or "does not fit" with one line per violation.
+Checks a zoo model against a device profile without data or training (``tinyverse.devices.check_model``, the check a
+run does): the per-layer table (op class, where it runs and why; a streaming audio model per op, costed per sample),
+totals against the budgets, then "fits" or "does not fit" with one line per violation.
 Exit code 0 if it fits, 1 if not (2 for a bad model or device name).
 """
 from __future__ import annotations
@@ -19,6 +20,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--device", required=True, help="device profile name (see `modelmaker devices`) or a YAML file")
     p.add_argument("--input-shape", type=parse_shape, help="channels,length (default: the model's default)")
     p.add_argument("--num-classes", type=int)
+    p.add_argument("--sample-rate", type=int, default=48_000,
+                   help="audio models: the rate the device must run them at (default 48000)")
     p.add_argument("--json", action="store_true", help="print the device report as JSON")
     p.set_defaults(func=main)
 
@@ -28,38 +31,35 @@ def _fmt(v) -> str:
 
 
 def main(args: argparse.Namespace) -> int:
-    from tinyverse.devices import check_spec
+    from tinyverse.devices import check_model
+    from tinyverse.devices.check import BUDGET_KEYS
     from tinyverse.layers import SpecError
-    from tinyverse.models import get_model_spec, model_arguments
+    from tinyverse.models import create_model, model_arguments
     from tinyverse.registry import MODEL_REGISTRY
 
     MODEL_REGISTRY.get(args.model)  # unknown name: RegistryError with did-you-mean (exit 2)
     accepted = model_arguments(args.model)
     kwargs = {}
-    if args.input_shape:
-        kwargs["input_shape"] = args.input_shape
-    if args.num_classes:
-        if "num_classes" not in accepted:
-            print(f"modelmaker: error: {args.model} takes no --num-classes", file=sys.stderr)
-            return 2
-        kwargs["num_classes"] = args.num_classes
-    if MODEL_REGISTRY.entry(args.model).metadata.get("modality") == "audio":
-        # Audio models (NAM modules) are plain nn.Modules: checked per sample (MAC/sample, sample rate, op rules).
-        from tinyverse.audio.devices import check_audio_model
-        from tinyverse.models import create_model
-
-        report = check_audio_model(create_model(args.model), args.device, model_name=args.model)
-        shape = "1 sample/step, streaming"
-    else:
-        try:
-            spec = get_model_spec(args.model, **kwargs)
-        except SpecError:
-            raise
-        except (TypeError, ValueError) as err:  # e.g. an --input-shape the zoo function cannot take
-            given = ", ".join(f"{k}={list(v) if isinstance(v, tuple) else v}" for k, v in kwargs.items())
-            raise SpecError(f"{args.model}({given}) cannot be built: {' '.join(str(err).split())}") from None
-        report = check_spec(spec, args.device)
-        shape = "x".join(map(str, next(iter(spec.inputs.values()))))
+    for flag, key, value in (("--input-shape", "input_shape", args.input_shape),
+                             ("--num-classes", "num_classes", args.num_classes)):
+        if value:
+            if key not in accepted:
+                print(f"modelmaker: error: {args.model} takes no {flag}"
+                      + (" (it streams one sample at a time)" if key == "input_shape" else ""), file=sys.stderr)
+                return 2
+            kwargs[key] = value
+    try:
+        model = create_model(args.model, **kwargs)
+    except SpecError:
+        raise
+    except (TypeError, ValueError) as err:  # e.g. an --input-shape the zoo function cannot take
+        given = ", ".join(f"{k}={list(v) if isinstance(v, tuple) else v}" for k, v in kwargs.items())
+        raise SpecError(f"{args.model}({given}) cannot be built: {' '.join(str(err).split())}") from None
+    # One check for every model: a spec layer by layer, a streaming (audio) model per sample at --sample-rate.
+    report = check_model(model, args.device, sample_rate=args.sample_rate, model_name=args.model)
+    spec = getattr(model, "spec", None)
+    shape = "x".join(map(str, next(iter(spec.inputs.values())))) if spec is not None else \
+        f"1 sample/step, streaming at {args.sample_rate:,} Hz"
     if args.json:
         print(json.dumps(report.to_dict(), indent=2))
         return 0 if report.fits else 1
@@ -69,7 +69,7 @@ def main(args: argparse.Namespace) -> int:
     print_table(["layer", "type", "op class", "runs on", "params", "MACs", "why / fix"], rows)
     print()
     budget_rows = [[key, _fmt(report.totals.get(key)), _fmt(report.budgets.get(key))]
-                   for key in ("flash_bytes", "ram_bytes", "macs")]
+                   for key in BUDGET_KEYS if key in report.totals or key in report.budgets]
     print_table(["budget", "estimate", "limit"], budget_rows)
     for note in report.notes:
         print(f"note: {note}")

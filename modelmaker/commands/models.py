@@ -20,11 +20,13 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
+    from tinyverse.devices import check_model, model_cost
     from tinyverse.models import create_model, list_models, model_arguments
     from tinyverse.registry import MODEL_REGISTRY
 
     names = list_models(args.include, args.exclude, task=args.task)
     rows = []
+    streaming = 0
     for name in names:
         entry = MODEL_REGISTRY.entry(name)
         accepted = model_arguments(name)
@@ -42,26 +44,31 @@ def main(args: argparse.Namespace) -> int:
             continue
         spec = getattr(model, "spec", None)
         params = sum(p.numel() for p in model.parameters())
+        # MACs per inference for a spec; per output sample for a streaming model that reports its own cost (NAM)
+        cost = None if spec is not None else model_cost(model)
+        per_sample = cost is not None and cost.get("macs_per_sample") is not None
+        macs = f"{spec.macs:,}" if spec is not None else f"{cost['macs_per_sample']:,}/sample" if per_sample else \
+            f"{cost['macs_per_inference']:,}" if cost and cost.get("macs_per_inference") is not None else "-"
+        streaming += per_sample
         fit = "-"
         est = []
         if args.device:
             est = ["-", "-"]
-            if spec is not None:
-                from tinyverse.devices import check_spec
-
-                # the same estimate as tinyverse.compile.fitting_models: int8 weights + runtime, peak activations
-                report = check_spec(spec, args.device)
+            if spec is not None or cost is not None:
+                # the check a run does before training (tinyverse.devices.check_model): for a spec int8 weights +
+                # runtime and peak activations; for a streaming model its weights and streaming state
+                report = check_model(spec if spec is not None else model, args.device, model_name=name)
                 fit = "fits" if report.fits else f"no: {report.violations[0]}"
                 est = [f"{report.totals['flash_bytes']:,}", f"{report.totals['ram_bytes']:,}"]
                 if args.fits_only and not report.fits:
                     continue
             elif args.fits_only:
                 continue
-        rows.append([name, entry.metadata.get("task", "-"), f"{params:,}",
-                     f"{spec.macs:,}" if spec is not None else "-", *est, fit, "", entry.source])
+        rows.append([name, entry.metadata.get("task", "-"), f"{params:,}", macs, *est, fit, "", entry.source])
     header = ["model", "task", "params", "MACs", *(["est. flash (B)", "est. RAM (B)"] if args.device else []),
               f"fits {args.device}" if args.device else "device", "note", "source"]
     print_table(header, rows)
     shape = "x".join(map(str, args.input_shape)) if args.input_shape else "each model's default"
-    print(f"\n{len(rows)} models; MACs per inference for input {shape}")
+    print(f"\n{len(rows)} models; MACs per inference for input {shape}"
+          + ("; streaming (audio) models: MACs per output sample" if streaming else ""))
     return 0

@@ -17,6 +17,12 @@ from tinyverse.models.spec import ModelSpec
 from tinyverse.registry import DEVICES
 
 CONV_CLASSES = ("FCONV", "GCONV", "DWCONV", "PWCONV")
+# Budget rows of a report: per-inference models count MACs per inference, streaming models per output sample.
+BUDGET_KEYS = ("flash_bytes", "ram_bytes", "macs", "macs_per_sample")
+
+
+class UncheckableModel(TypeError):
+    """A model with neither a spec nor a cost of its own (e.g. a plain nn.Module): no device rule can read it."""
 
 
 def get_device(device: str | Path | DeviceProfile) -> DeviceProfile:
@@ -116,7 +122,7 @@ class DeviceReport:
             out.append(f"| {lc.layer} | {lc.type} | {lc.op_class} | {lc.placement} | {lc.params:,} | {lc.macs:,} "
                        f"| {why} |")
         out += ["", "| budget | estimate | limit |", "|---|---:|---:|"]
-        for key in ("flash_bytes", "ram_bytes", "macs"):
+        for key in [k for k in BUDGET_KEYS if k in self.totals or k in self.budgets]:
             est, lim = self.totals.get(key), self.budgets.get(key)
             out.append(f"| {key} | {'-' if est is None else f'{est:,}'} | {'-' if lim is None else f'{lim:,}'} |")
         for key, val in self.measured.items():
@@ -249,3 +255,128 @@ def check_tflite_ops(ops: list[str], profile: DeviceProfile | str) -> list[str]:
     allowed = set(profile.tflite_ops)
     missing = sorted(set(ops) - allowed)
     return [f"TFLite op {op} is not registered by the {profile.name} runtime (TFLM)" for op in missing]
+
+
+# -- one entry point for every model ------------------------------------------------------------------------
+def check_model(model: Any, device: str | Path | DeviceProfile, *, sample_rate: int | None = None,
+                model_name: str | None = None) -> DeviceReport:
+    """The device check of any model, asked of the model itself: a spec (a ``ModelSpec``, or a model with
+    ``.spec``) layer by layer (:func:`check_spec`); a model that implements the model contract (``cost()``,
+    ``device_ops()``; e.g. a streaming NAM model) by its op classes and budgets (:func:`check_cost`).
+
+    ``sample_rate`` (Hz) is checked against a streaming device's rates when given. Raises
+    :class:`UncheckableModel` for a model that has neither.
+    """
+    profile = get_device(device)
+    spec = model if isinstance(model, ModelSpec) else getattr(model, "spec", None)
+    if isinstance(spec, ModelSpec):
+        report = check_spec(spec, profile)
+        if model_name:
+            report.model = model_name
+        return report
+    name = model_name or type(model).__name__
+    cost = model_cost(model)
+    if cost is None:
+        raise UncheckableModel(f"{name} has no spec and does not implement the model contract (cost(), "
+                               f"device_ops()): no device rule can read it")
+    return check_cost(cost, profile, sample_rate=sample_rate, model_name=name)
+
+
+def model_cost(model: Any) -> dict[str, Any] | None:
+    """What a model without a spec reports about itself through the model contract
+    (:mod:`tinyverse.models.contract`: ``cost()``, ``device_ops()``, ``describe()``), as the device check reads
+    it: ``architecture``, ``params``, ``weights``, ``macs_per_sample`` (or ``macs_per_inference``),
+    ``receptive_field``, ``ops`` (op classes with the attributes device rules read) and ``state_values`` (values
+    kept between samples while streaming). None for a model that does not implement the contract."""
+    cost_fn, ops_fn = getattr(model, "cost", None), getattr(model, "device_ops", None)
+    if not (callable(cost_fn) and callable(ops_fn)):
+        return None
+    cost = cost_fn()
+    out = dict(cost.to_dict() if hasattr(cost, "to_dict") else cost)
+    describe = getattr(model, "describe", None)
+    out["architecture"] = (describe() if callable(describe) else {}).get("architecture", type(model).__name__)
+    out["weights"] = out.get("weights") or out["params"]
+    out["ops"] = list(ops_fn())
+    out["state_values"] = streaming_state_values(model)
+    return out
+
+
+def streaming_state_values(model: Any) -> int:
+    """Values a streaming engine keeps between samples: each causal conv's history (in_channels x dilation x
+    (kernel - 1)) and each recurrent layer's state. A lower bound of the RAM a block-based engine needs."""
+    from torch import nn
+
+    total = 0
+    for m in model.modules():
+        if isinstance(m, nn.Conv1d):
+            total += m.in_channels * m.dilation[0] * (m.kernel_size[0] - 1)
+        elif isinstance(m, nn.LSTM):
+            total += 2 * m.hidden_size * m.num_layers
+        elif isinstance(m, (nn.GRU, nn.RNN)):
+            total += m.hidden_size * m.num_layers
+    return int(total)
+
+
+def check_cost(cost: dict[str, Any], profile: DeviceProfile | str | Path, *, sample_rate: int | None = None,
+               model_name: str = "model") -> DeviceReport:
+    """A contract model's cost (:func:`model_cost`) against a profile: every op class native to the device and
+    within its rules, MACs per sample within ``max_macs_per_sample`` (a whole-input model: MACs per inference
+    within ``max_macs_per_inference``), the sample rate one the device runs, weights within the flash budget and
+    the streaming state within the RAM budget."""
+    profile = get_device(profile)
+    value_bytes = max(1, profile.weight_bits // 8)
+    per_sample = cost.get("macs_per_sample") is not None  # else a whole-input model: MACs per inference
+    macs = int(cost["macs_per_sample"] if per_sample else cost.get("macs_per_inference") or 0)
+    params, weights = int(cost["params"]), int(cost.get("weights") or cost["params"])
+    weight_bytes = math.ceil(weights * profile.weight_bits / 8)
+    state_bytes = int(cost.get("state_values") or 0) * value_bytes
+    layers: list[LayerCheck] = []
+    violations: list[str] = []
+    for i, op in enumerate(cost.get("ops") or []):
+        cls = op["op_class"]
+        reasons: list[str] = []
+        if cls in profile.native_ops:
+            placement = profile.accelerator
+        elif cls in profile.cpu_ops:
+            placement = "CPU"
+        elif cls in profile.free_ops:
+            placement = "-"
+        else:
+            placement = "unsupported"
+            reasons.append(f"{cls} is not supported by {profile.name} (runs: {', '.join(profile.native_ops)})")
+        reasons += [m for attr, rule in profile.rules.get(cls, {}).items() if (m := _breaks(attr, op.get(attr), rule))]
+        first = i == 0  # the whole model's cost sits on its first op (the ops after it are its activations)
+        layers.append(LayerCheck(layer=cls.lower(), type=str(cost.get("architecture", model_name)), op_class=cls,
+                                 placement=placement, reasons=reasons, params=params if first else 0,
+                                 macs=macs if first else 0, weight_bytes=weight_bytes if first else 0, out_shape=[1]))
+        violations += [f"{cls}: {r}" for r in reasons]
+    budget = profile.max_macs_per_sample if per_sample else profile.max_macs_per_inference
+    unit = "MACs/sample" if per_sample else "MACs/inference"
+    if budget is not None and macs > budget:
+        violations.append(f"{unit}: {macs:,} over the {budget:,} budget of {profile.name} → pick a model under "
+                          f"{budget:,} {unit}{' (a smaller preset)' if per_sample else ''}")
+    rates = profile.sample_rate
+    if sample_rate is not None and rates is not None:
+        allowed = rates if isinstance(rates, list) else [rates]
+        if int(sample_rate) not in allowed:
+            violations.append(f"sample rate: {int(sample_rate):,} Hz is not one of the rates of {profile.name} "
+                              f"({', '.join(f'{r:,}' for r in allowed)} Hz) → capture at {allowed[-1]:,} Hz")
+    if profile.flash_bytes is not None and weight_bytes > profile.flash_bytes:
+        violations.append(f"flash: {weight_bytes:,} bytes of weights ({profile.weight_bits}-bit) over the "
+                          f"{profile.flash_bytes:,} byte budget of {profile.name} → pick a smaller model")
+    if profile.ram_bytes is not None and state_bytes > profile.ram_bytes:
+        violations.append(f"RAM: {state_bytes:,} bytes of streaming state over the {profile.ram_bytes:,} byte "
+                          f"budget of {profile.name} → fewer channels or shorter dilations")
+    notes = [f"RAM estimate: streaming state ({cost.get('state_values', 0):,} values at {value_bytes * 8}-bit: conv "
+             f"histories, recurrent state)"]
+    if sample_rate is not None and per_sample:
+        rate = int(sample_rate)
+        notes.insert(0, f"{macs:,} MACs/sample × {rate:,} Hz = {macs * rate / 1e6:.1f} M MAC/s")
+    if cost.get("receptive_field") is not None:
+        notes.append(f"receptive field {int(cost['receptive_field']):,} samples")
+    key = "macs_per_sample" if per_sample else "macs"
+    totals: dict[str, Any] = {"params": params, key: macs, "flash_bytes": weight_bytes, "ram_bytes": state_bytes,
+                              "weights_bytes": weight_bytes, "state_bytes": state_bytes}
+    budgets: dict[str, Any] = {"flash_bytes": profile.flash_bytes, "ram_bytes": profile.ram_bytes, key: budget}
+    return DeviceReport(device=profile.name, kind=profile.kind, model=model_name, layers=layers, totals=totals,
+                        budgets=budgets, violations=violations, notes=notes)
