@@ -514,4 +514,9 @@ class Config(StrictModel):
             if "loss" not in params and not takes_any:
                 raise config_error(f"task '{self.common.task_type}' has its own loss and takes no training.loss",
                                    "training.loss", "remove it (it applies to regression and forecasting)")
+        from modelmaker.ai_modules.keys import config_issues  # what the modality and the task use
+
+        issues = config_issues(self)
+        if issues:  # the first, on one line; fixing it shows the next
+            raise config_error(issues[0].problem, issues[0].key, issues[0].hint)
         return self

@@ -1,6 +1,6 @@
-"""Audio runner: capture → aligned windows → amp-modelling training → validation ESR + verdict → model.nam,
-listening WAVs, plots, streaming exports (ONNX / TFLite, float and int8) verified block by block, device check
-→ summary."""
+"""Audio runner: capture → model (built, or loaded from compilation.model_path) and its device check, both before
+the run folder → aligned windows → amp-modelling training → validation ESR + verdict → model.nam, listening
+WAVs, plots, streaming exports (ONNX / TFLite, float and int8) verified block by block → summary."""
 from __future__ import annotations
 
 import logging
@@ -12,7 +12,9 @@ import numpy as np
 
 from modelmaker.ai_modules import AI_MODULES
 from modelmaker.ai_modules.audio.constants import DEFAULT_MONITOR, MODALITY, TASK_TYPES
-from modelmaker.compilation import verification_summary
+from modelmaker.ai_modules.keys import KeyIssue, changed
+from modelmaker.compilation import ModelFileError, Prepared, precheck_device, verification_summary, write_device_check
+from modelmaker.config.errors import one_line
 from modelmaker.run_folder import write_json
 from tinyverse.verification import failed_rows
 
@@ -25,26 +27,96 @@ class AudioModule:
     name = MODALITY
     tasks = TASK_TYPES
 
+    @classmethod
+    def unused_keys(cls, cfg) -> list[KeyIssue]:
+        """Keys of the config that the audio modality would ignore (checked while the config is validated; the
+        task's own keys — label_smoothing, augmentation, loss — are checked against the task's constructor)."""
+        out: list[KeyIssue] = []
+        if not cfg.dataset.enable:
+            out.append(KeyIssue("dataset.enable", "the audio modality needs its capture: it trains on it, reports "
+                                   "the validation ESR on it and calibrates the int8 exports with it",
+                                   "set dataset.enable: true (training.enable: false with compilation.model_path "
+                                   "compiles a model you already have)"))
+        out += [KeyIssue(f"feature_extraction.{k}", "not used by the audio modality: its models read the raw "
+                            "capture sample by sample (feature extraction is a timeseries stage)",
+                            "remove the feature_extraction section")
+                for k in ("enable", "preset", "transforms") if changed(cfg, f"feature_extraction.{k}")]
+        out += [KeyIssue(f"testing.{k}", "not used by the audio modality: a capture has no test split; the run "
+                            "reports the ESR on the capture's validation block", "remove it")
+                for k in ("enable", "batch_size") if changed(cfg, f"testing.{k}")]
+        out += [KeyIssue(f"training.{k}", "not used by the audio modality: quantization-aware training is not "
+                            "implemented for audio models; compilation.enable: true writes int8 / int16x8 exports by "
+                            "post-training quantization (calibrated on training audio)", "remove it")
+                for k in ("quantization", "qat_epochs") if changed(cfg, f"training.{k}")]
+        if changed(cfg, "compilation.golden_vectors"):
+            out.append(KeyIssue("compilation.golden_vectors", "not used by the audio modality: it writes no C "
+                                   "golden vectors (each streaming export is verified block by block instead)",
+                                   "remove it"))
+        if not cfg.compilation.exporters:
+            return out
+        from tinyverse.audio.verify import audio_exporters  # torch: only when exporters are named
+
+        streamed = audio_exporters()  # the built-in streaming exports and registered exporters declaring audio
+        out += [KeyIssue("compilation.exporters", f"{name!r} is not an export of the audio modality",
+                            f"choose from {', '.join(streamed)} (streaming ONNX / TFLite, or an exporter "
+                            f"registered with modalities including 'audio')")
+                for name in cfg.compilation.exporters if name not in streamed][:1]
+        return out
+
     def load_data(self, cfg):
         from tinyverse.registry import DATASETS
 
         return DATASETS.get(cfg.dataset.name)(**cfg.dataset.params).load()
 
-    def build_model(self, cfg):
+    def build_model(self, cfg, name: str | None = None, args: dict[str, Any] | None = None):
+        """``create_model(name, **args)`` (default: training.model_name + model_args); arguments the zoo function
+        cannot use fail as one line naming them."""
+        from tinyverse.layers import SpecError
         from tinyverse.models import create_model
 
-        args = dict(cfg.training.model_args)
-        return create_model(cfg.training.model_name, **args), args
+        name = name or cfg.training.model_name
+        args = dict(cfg.training.model_args if args is None else args)
+        try:
+            return create_model(name, **args), args
+        except (TypeError, ValueError, SpecError) as err:
+            given = ", ".join(f"{k}={v!r}" for k, v in args.items()) or "its defaults"
+            raise SpecError(f"training.model_args: {name} cannot be built from {given}: {one_line(str(err))}") \
+                from None
 
-    def run(self, cfg, run_dir: Path, resume: bool = False, data=None, **_: Any) -> dict[str, Any]:
+    def prepare(self, cfg, data) -> Prepared:
+        """The model (built, or loaded from compilation.model_path) and its device check at the capture's sample
+        rate, before the run folder exists: a model over a budget of common.target_device stops a strict run here."""
+        from modelmaker.ai_modules.audio.model_file import load_audio_model
+
+        t, comp = cfg.training, cfg.compilation
+        if data is None:  # the config check refuses dataset.enable: false; a caller may still pass none
+            raise ModelFileError("the audio modality needs its capture: set dataset.enable: true")
+        if comp.model_path and t.enable:
+            raise ModelFileError("compilation.model_path compiles a model you already have: set training.enable: "
+                                 "false (fine-tuning a loaded model is not supported)")
+        if comp.model_path:
+            prep = load_audio_model(cfg, data.sample_rate, lambda name, args: self.build_model(cfg, name, args)[0])
+        elif not t.enable:
+            raise ModelFileError("training.enable is false and compilation.model_path is not set: the run would "
+                                 "evaluate and export an untrained network; set compilation.model_path to a trained "
+                                 "audio run's checkpoints/best.ckpt or a .nam file, or enable training")
+        else:
+            model, args = self.build_model(cfg)
+            prep = Prepared(model=model, model_args=args, model_name=t.model_name)
+        prep.device_report = precheck_device(prep.model, cfg.common.target_device, comp.strict,
+                                             prep.model_name or "model", sample_rate=data.sample_rate)
+        return prep
+
+    def run(self, cfg, run_dir: Path, resume: bool = False, data=None, prepared: Prepared | None = None,
+            **_: Any) -> dict[str, Any]:
         import soundfile as sf
         import torch
 
         from tinyverse.audio import esr, esr_verdict
-        from tinyverse.audio.models import device_summary
-        from tinyverse.audio.nam import NAMLSTM, load_nam, model_from_nam, save_nam
+        from tinyverse.audio.nam import load_nam, model_from_nam, save_nam
         from tinyverse.audio.plots import plot_spectra, plot_waveforms
         from tinyverse.audio.stream import StreamProcessor, process_file
+        from tinyverse.devices import model_cost
         from tinyverse.registry import TASKS
         from tinyverse.training import TrainConfig, fit, load_task_weights
         from tinyverse.training.plots import plot_loss_curves
@@ -58,32 +130,38 @@ class AudioModule:
         task_type = cfg.common.task_type
         self.report_blocks = {}
         data = data if data is not None else self.load_data(cfg)
+        prepared = prepared if prepared is not None else self.prepare(cfg, data)
         sr = data.sample_rate
         write_json(run_dir / "dataset.json", {"summary": data.summary(), "layout": data.layout.__dict__,
                                               "latency": data.latency.to_dict()})
-        model, model_args = self.build_model(cfg)
+        write_device_check(run_dir, prepared.device_report)
+        model, model_args = prepared.model, prepared.model_args
+        model_name = cfg.training.model_name or prepared.model_name
         rf = int(getattr(model, "receptive_field", 1))
-        cost = device_summary(model)
+        params = sum(p.numel() for p in model.parameters())
+        cost = model_cost(model) or {"params": params, "weights": params, "macs_per_sample": None}
         summary: dict[str, Any] = {
             "modality": self.name, "task_type": task_type, "dataset": data.summary(),
-            "model": {"name": cfg.training.model_name, "args": model_args, "params": cost["params"],
+            "model": {"name": model_name, "args": model_args, "params": cost["params"],
                       "macs_per_sample": cost["macs_per_sample"], "receptive_field": rf},
         }
-        log.info("model %s: %d params, %d MAC/sample, receptive field %d", cfg.training.model_name, cost["params"],
-                 cost["macs_per_sample"], rf)
+        if prepared.model_path:
+            summary["model"]["source"] = prepared.model_path
+        log.info("model %s: %s params, %s MAC/sample, receptive field %d", model_name, f"{cost['params']:,}",
+                 "-" if cost["macs_per_sample"] is None else f"{cost['macs_per_sample']:,}", rf)
 
         t = cfg.training
-        X, Y = data.windows(rf)
         Xv, Yv = data.validation(rf)
-        monitor, mode = (t.monitor, "min") if t.monitor else DEFAULT_MONITOR[task_type]
-        task = TASKS.get(task_type)(model=model, optimizer=t.optimizer, learning_rate=t.learning_rate,
-                                    weight_decay=t.weight_decay, lr_scheduler=t.lr_scheduler, epochs=t.epochs)
-        train_cfg = TrainConfig(
-            epochs=t.epochs, batch_size=t.batch_size, seed=cfg.common.seed, accelerator=t.accelerator,
-            devices=t.devices, num_nodes=t.num_nodes, strategy=t.strategy, precision=t.precision,
-            early_stopping_patience=t.early_stopping_patience, monitor=monitor, monitor_mode=mode,
-            num_workers=t.num_workers, progress_bar=cfg.common.verbose)
         if t.enable:
+            X, Y = data.windows(rf)
+            monitor, mode = (t.monitor, "min") if t.monitor else DEFAULT_MONITOR[task_type]
+            task = TASKS.get(task_type)(model=model, optimizer=t.optimizer, learning_rate=t.learning_rate,
+                                        weight_decay=t.weight_decay, lr_scheduler=t.lr_scheduler, epochs=t.epochs)
+            train_cfg = TrainConfig(
+                epochs=t.epochs, batch_size=t.batch_size, seed=cfg.common.seed, accelerator=t.accelerator,
+                devices=t.devices, num_nodes=t.num_nodes, strategy=t.strategy, precision=t.precision,
+                early_stopping_patience=t.early_stopping_patience, monitor=monitor, monitor_mode=mode,
+                num_workers=t.num_workers, progress_bar=cfg.common.verbose)
             log.info("training on %d windows of %d samples (%.1f s of audio), validating on %.1f s",
                      len(X), Y.shape[1], Y.size / sr, Yv.size / sr)
             started = time.time()
@@ -95,10 +173,14 @@ class AudioModule:
                                    f"best_{monitor}": result.best_score, "train_seconds": round(train_s, 1),
                                    "train_samples_per_s": round(Y.size * max(result.epochs_run, 1) / train_s)}
             plot_loss_curves(result.metrics_csv, run_dir / "loss_curves.png")
-        model = task.model.eval()
+            model = task.model
+        else:
+            log.info("compile-only: %s as loaded from %s, not trained", model_name, prepared.model_path)
+        model = model.eval()
 
-        # LSTM: store the state after 48,000 zeros as the initial state, as NAM's trainer does on export.
-        if isinstance(model, NAMLSTM):
+        # Recurrent models: store the state after 48,000 zeros as the initial state, as NAM's trainer does on export
+        # (a .nam file holds that state already).
+        if hasattr(model, "settle_initial_state") and prepared.source != "nam":
             model.settle_initial_state(48_000)
         with torch.no_grad():
             pred = model(torch.as_tensor(Xv)).numpy()[0]
@@ -128,7 +210,7 @@ class AudioModule:
         sf.write(listen / "input.wav", data.x[v0:v1], sr, subtype="FLOAT")
         sf.write(listen / "target.wav", target, sr, subtype="FLOAT")
         sf.write(listen / "prediction.wav", pred.astype(np.float32), sr, subtype="FLOAT")
-        title = f"{cfg.training.model_name}: validation ESR {val_esr:.4f} ({verdict})"
+        title = f"{model_name}: validation ESR {val_esr:.4f} ({verdict})"
         plot_waveforms(target, pred, sr, run_dir / "waveforms.png", title)
         plot_spectra(target, pred, sr, run_dir / "spectra.png", title)
         summary["artifacts"] = ["model.nam", "listening/input.wav", "listening/target.wav",
@@ -143,13 +225,8 @@ class AudioModule:
                 summary["compilation"] = {"error": f"{type(e).__name__}: {e}"}
                 failures = [f"compilation: {type(e).__name__}: {e}"]
             summary["verification"] = verification_summary(not failures, failures, cfg.compilation.tolerances)
-        if cfg.common.target_device:
-            from tinyverse.audio.devices import check_audio_model
-
-            report = check_audio_model(model, cfg.common.target_device, sample_rate=sr)
-            summary["device_check"] = report.to_dict()
-            (run_dir / "device_check.md").write_text(report.to_markdown() + "\n")
-            log.info("device %s: %s", report.device, "fits" if report.fits else "; ".join(report.violations))
+        if prepared.device_report is not None:  # checked before training; the cost does not depend on the weights
+            summary["device"] = prepared.device_report.to_dict()
         return summary
 
     def _compile(self, cfg, model, data, rf, run_dir: Path, Xv, target) -> dict[str, Any]:
@@ -178,7 +255,8 @@ class AudioModule:
                     "" if verdict.get("status") != "FAIL" else " | " + "; ".join(verdict.get("failures", [])))
 
         result = export_and_verify(model, run_dir, Xv[0], target, data.x[t0:t1], data.sample_rate, AUDIO_BLOCK,
-                                   artifacts, num_calib=num_calib, on_row=on_row, tolerances=comp.tolerances)
+                                   artifacts, num_calib=num_calib, on_row=on_row, tolerances=comp.tolerances,
+                                   exporters=comp.exporters)
         table = format_table(result)
         blocks = dict(getattr(self, "report_blocks", None) or {})
         blocks["Verification"] = (f"Streaming exports, validation audio ({result['validation_seconds']} s) rendered in "
@@ -200,10 +278,3 @@ class AudioModule:
                            **({"error": onnx["error"]} if "error" in onnx else
                               {"esr_vs_target": onnx["esr_vs_target"], "esr_vs_torch": onnx["esr_vs_torch"]})}
         return out
-
-    @staticmethod
-    def _torch_pred(model, Xv):
-        import torch
-
-        with torch.no_grad():
-            return model(torch.as_tensor(Xv)).numpy()[0]

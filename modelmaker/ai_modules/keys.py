@@ -1,0 +1,86 @@
+"""Keys a run would not use are errors, never silently ignored.
+
+Three sources say what a config may use: the modality (``AI_MODULES`` class: its ``tasks`` and its
+``unused_keys(cfg)``), and the task kind (the ``TASKS`` class's constructor: a training key it does not take is
+not used). ``config_issues(cfg)`` gathers them; the config schema raises the first as a one-line ConfigError
+naming the file and the key, before any data is read.
+"""
+from __future__ import annotations
+
+from typing import Any, NamedTuple
+
+from pydantic import BaseModel
+
+# training keys handed to the task's constructor; a task that takes none of them has no use for them
+# (training.loss has its own rule in the config schema)
+TASK_KEYS = ("label_smoothing", "augmentation")
+
+
+class KeyIssue(NamedTuple):
+    """One key a run would not use: its dotted path, why, and what to do (the schema turns it into a ConfigError;
+    this package does not import the config package, which imports it)."""
+
+    key: str
+    problem: str
+    hint: str = ""
+
+
+def changed(cfg: Any, path: str) -> bool:
+    """Whether ``section.key`` differs from the schema's default (a resolved config, which writes every default
+    out, is therefore not flagged for keys it merely repeats)."""
+    section, _, name = path.partition(".")
+    sec = getattr(cfg, section)
+    value = getattr(sec, name)
+    default = type(sec).model_fields[name].get_default(call_default_factory=True)
+    if isinstance(value, BaseModel):
+        return value.model_dump() != (default.model_dump() if isinstance(default, BaseModel) else default)
+    return value != default
+
+
+def config_issues(cfg: Any) -> list[KeyIssue]:
+    """Every key of ``cfg`` its modality or its task would ignore, each with what to do instead."""
+    from modelmaker.ai_modules import AI_MODULES
+    from tinyverse.registry import TASKS
+
+    modality, task = cfg.common.modality, cfg.common.task_type
+    module = AI_MODULES.get(modality)
+    tasks = tuple(getattr(module, "tasks", None) or ())
+    if tasks and task not in tasks:
+        owner = next((n for n in AI_MODULES.names() if task in (getattr(AI_MODULES.get(n), "tasks", None) or ())),
+                     None)
+        given = "task_type" in cfg.common.model_fields_set  # else the schema's default, a time-series task
+        other = f" (or set common.modality: {owner})" if owner and given else ""
+        return [KeyIssue("common.task_type", f"{task!r}{'' if given else ' (the default)'} is not a task of the "
+                            f"{modality} modality", f"set common.task_type: {' or '.join(tasks)}{other}")]
+    unused = getattr(module, "unused_keys", None)
+    issues = list(unused(cfg)) if callable(unused) else []
+    if task in TASKS:
+        issues += task_key_issues(cfg, TASKS.get(task))
+    return issues
+
+
+def task_key_issues(cfg: Any, task_cls: Any) -> list[KeyIssue]:
+    """Training keys the task's constructor does not take, and augmentations it refuses."""
+    import inspect
+
+    try:
+        params = inspect.signature(task_cls).parameters
+    except (TypeError, ValueError):  # no signature to read: nothing to check against
+        return []
+    if any(p.kind is p.VAR_KEYWORD for p in params.values()):
+        return []
+    name = cfg.common.task_type
+    issues = [KeyIssue(f"training.{key}", f"task {name!r} does not use it (its training step takes no {key})",
+                          "remove it")
+              for key in TASK_KEYS if changed(cfg, f"training.{key}") and key not in params]
+    allowed = getattr(task_cls, "allowed_augmentations", None)
+    if allowed is not None and "augmentation" in params:
+        bad = [k for k, v in cfg.training.augmentation.model_dump().items() if v and k not in allowed]
+        if bad:
+            issues.append(KeyIssue(f"training.augmentation.{bad[0]}",
+                                      f"task {name!r} cannot use it: it would change the inputs but not the targets",
+                                      f"use only {', '.join(allowed)}"))
+    return issues
+
+
+__all__ = ["TASK_KEYS", "KeyIssue", "changed", "config_issues", "task_key_issues"]
