@@ -14,7 +14,7 @@ from .format import (
     save_nam,
 )
 from .presets import A1_LSTM, A1_WAVENET, a1_wavenet_layers
-from .models import CORE_ACTIVATIONS, NAMLSTM, NAMLinear, NAMWaveNet, NamWeightError, fast_tanh, render
+from .models import CORE_ACTIVATIONS, NAMLSTM, NAMLinear, NAMModel, NAMWaveNet, NamWeightError, fast_tanh, render
 
 __all__ = [
     "A1_LSTM",
@@ -24,6 +24,7 @@ __all__ = [
     "GEAR_TYPES",
     "NAMLSTM",
     "NAMLinear",
+    "NAMModel",
     "NAMWaveNet",
     "NamFile",
     "NamFormatError",
