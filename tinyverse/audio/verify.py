@@ -18,7 +18,7 @@ import logging
 import time
 import traceback
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 import numpy as np
 import torch
@@ -29,9 +29,11 @@ from tinyverse.audio.export import export_streaming_onnx, quantize_streaming_onn
 from tinyverse.audio.metrics import esr
 from tinyverse.audio.stream import OnnxStreamProcessor, StreamProcessor, process_file
 from tinyverse.quantization import onnx_output_step
+from tinyverse.export.base import ExportContext, cannot_run, exporter_order, get_exporter
+from tinyverse.registry import EXPORTERS
 from tinyverse.verification import Check, Tolerances, Verdict, audio_esr_check, runtime_check
 
-__all__ = ["ARTIFACTS", "export_and_verify", "format_table"]
+__all__ = ["ARTIFACTS", "export_and_verify", "format_table", "audio_exporters", "registered_exporters"]
 
 log = logging.getLogger(__name__)
 
@@ -70,14 +72,58 @@ def _render(proc: Any, x: np.ndarray, block_size: int) -> tuple[np.ndarray, floa
     return process_file(proc, x, block_size)
 
 
+def audio_exporters() -> list[str]:
+    """The ``compilation.exporters`` names the audio modality can run: registered exporters that declare
+    ``"audio"`` in their ``modalities`` (the built-in names map to the streaming artifacts above)."""
+    return [name for name in EXPORTERS.names() if "audio" in getattr(EXPORTERS.get(name), "modalities", ())]
+
+
+def registered_exporters(exporters: Sequence[str] | None,
+                         artifacts: Sequence[str]) -> tuple[list[str], list[str]]:
+    """Exporters named beyond the built-in streaming artifacts, each after what it needs, and ``artifacts`` plus
+    the built-in rows they need (an artifact another one is made from is verified too)."""
+    builtin = {step for _, step, _ in ARTIFACTS.values()} - {None}
+    order = exporter_order(list(exporters or ()))
+    extra = [name for name in order if name not in builtin]
+    needed = {name for name in order if name in builtin} if extra else set()
+    return extra, list(artifacts) + [a for a in ARTIFACTS if ARTIFACTS[a][1] in needed and a not in artifacts]
+
+
+def _render_row(row: dict[str, Any], proc: Any, x_val: np.ndarray, block_size: int, ref: np.ndarray,
+                target: np.ndarray, seconds: float, file: Path | None) -> np.ndarray:
+    """Render the validation audio through ``proc`` block by block (one thread, as a plugin) and fill ``row``."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # a plugin renders on one audio thread; onnxruntime / LiteRT use one too
+    try:
+        y, secs = _render(proc, x_val, block_size)
+    finally:
+        torch.set_num_threads(threads)
+    y = y[-len(target):]
+    if not np.all(np.isfinite(y)):
+        raise FloatingPointError("non-finite output")
+    row.update(esr_vs_torch=esr(ref, y), esr_vs_target=esr(target, y),
+               max_abs_diff=float(np.max(np.abs(ref - y))), rtf=secs / seconds)
+    if file is not None:
+        row["bytes"] = file.stat().st_size
+    if row["runtime"] == "tflm":
+        row["tflm_arena_bytes"] = proc.arena()
+    if row["runtime"] in ("litert", "xnnpack", "tflm"):
+        row["model_block"] = proc.block
+    return y
+
+
 def export_and_verify(model: nn.Module, out_dir: str | Path, x_val: np.ndarray, target: np.ndarray,
                       calib_audio: np.ndarray, sample_rate: int, block_size: int = 512,
                       artifacts: tuple[str, ...] | list[str] = DEFAULT_ARTIFACTS, num_calib: int = 64,
                       on_row: Callable[[dict[str, Any]], None] | None = None,
-                      tolerances: Tolerances | None = None) -> dict[str, Any]:
+                      tolerances: Tolerances | None = None,
+                      exporters: Sequence[str] | None = None) -> dict[str, Any]:
     """Export and verify. ``x_val``: the validation input with ``receptive_field − 1`` samples of context
     before the block (1-D); ``target``: the recorded output for the block. ``calib_audio``: training audio (int8
-    calibration). Returns ``{"block_size", "rows": [...], "exports": {...}}``; rows follow ``artifacts``."""
+    calibration). Returns ``{"block_size", "rows": [...], "exports": {...}}``; rows follow ``artifacts``, then
+    the rows of the registered exporters among ``exporters`` (``compilation.exporters``) that are not built-in
+    streaming artifacts: each is written by its ``write`` (it gets the built-in files it needs), rendered block by
+    block through its ``stream_processor`` and judged like the other rows (ESR vs PyTorch by its kind)."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     x_val = np.asarray(x_val, np.float32).reshape(-1)
@@ -90,6 +136,7 @@ def export_and_verify(model: nn.Module, out_dir: str | Path, x_val: np.ndarray, 
     unknown = [a for a in artifacts if a not in ARTIFACTS]
     if unknown:
         raise ValueError(f"unknown artifacts {unknown}; choose from {list(ARTIFACTS)}")
+    extra, artifacts = registered_exporters(exporters, artifacts)
 
     steps = {ARTIFACTS[a][1] for a in artifacts} - {None}
     exports: dict[str, dict[str, Any]] = {}
@@ -154,23 +201,7 @@ def export_and_verify(model: nn.Module, out_dir: str | Path, x_val: np.ndarray, 
                 proc = OnnxStreamProcessor(paths[step])
             else:
                 proc = audio_tflite.TFLiteStreamProcessor(paths[step], runtime)
-            threads = torch.get_num_threads()
-            torch.set_num_threads(1)  # a plugin renders on one audio thread; onnxruntime / LiteRT use one too
-            try:
-                y, secs = _render(proc, x_val, block_size)
-            finally:
-                torch.set_num_threads(threads)
-            y = y[-n:]
-            if not np.all(np.isfinite(y)):
-                raise FloatingPointError("non-finite output")
-            row.update(esr_vs_torch=esr(ref, y), esr_vs_target=esr(target, y),
-                       max_abs_diff=float(np.max(np.abs(ref - y))), rtf=secs / seconds)
-            if file_name:
-                row["bytes"] = (out_dir / file_name).stat().st_size
-            if runtime == "tflm":
-                row["tflm_arena_bytes"] = proc.arena()
-            if runtime in ("litert", "xnnpack", "tflm"):
-                row["model_block"] = proc.block
+            y = _render_row(row, proc, x_val, block_size, ref, target, seconds, out_dir / file_name if file_name else None)
             rendered[name] = y
             checks = [c for c in [audio_esr_check(row["kind"], row["esr_vs_torch"], tol)] if c is not None]
             checks += _runtime_checks(name, y, paths.get(step), x_val, block_size, rendered, proc, tol)
@@ -182,6 +213,46 @@ def export_and_verify(model: nn.Module, out_dir: str | Path, x_val: np.ndarray, 
         rows.append(row)
         if on_row:
             on_row(row)
+
+    # Registered exporters (compilation.exporters beyond the built-in artifacts), after the files they need.
+    ctx = ExportContext(model, getattr(model, "spec", None), out_dir, calib_audio, "audio", block_size=block_size,
+                        planned=tuple(extra), artifacts=dict(paths), options={"num_calib": num_calib})
+    failed = {step: e["error"] for step, e in exports.items() if "error" in e}
+    for name in extra:
+        exp = get_exporter(name)
+        t0 = time.perf_counter()
+        why = cannot_run(exp, ctx, failed)
+        if why is None:
+            try:
+                ctx.artifacts[name] = Path(exp.write(ctx))
+                exports[name] = {"seconds": round(exp.info.get("seconds", time.perf_counter() - t0), 2)}
+            except Exception as e:
+                why = _err(e)
+                log.debug("%s", traceback.format_exc())
+        if why is not None:
+            exports[name] = {"error": why}
+            failed[name] = why
+        for v in exp.verifications():
+            row = {"artifact": v.label, "file": ctx.artifacts[name].name if name in ctx.artifacts else None,
+                   "runtime": v.runtime, "kind": v.kind or exp.kind, "exporter": name}
+            try:
+                if name not in ctx.artifacts:
+                    raise RuntimeError("export failed: " + failed[name])
+                proc = exp.stream_processor(ctx.artifacts[name], v)
+                y = _render_row(row, proc, x_val, block_size, ref, target, seconds, ctx.artifacts[name])
+                rendered[v.label] = y
+                checks = [c for c in [audio_esr_check(row["kind"], row["esr_vs_torch"], tol)] if c is not None]
+                if v.same_as is not None and rendered.get(v.same_as) is not None:
+                    checks.append(runtime_check(v.same_as_check or f"vs {v.same_as}", y, rendered[v.same_as],
+                                                exp.output_step(ctx.artifacts[name], ctx), tol))
+                row["verdict"] = Verdict(checks).to_dict()
+            except Exception as e:
+                row["error"] = str(e) if str(e).startswith("export failed: ") else _err(e)
+                row["verdict"] = Verdict(error=row["error"]).to_dict()
+                log.debug("%s", traceback.format_exc())
+            rows.append(row)
+            if on_row:
+                on_row(row)
     return {"block_size": int(block_size), "validation_seconds": round(n / sample_rate, 3),
             "rows": rows, "exports": exports}
 

@@ -257,8 +257,9 @@ class _TFLiteBase(Exporter):
             planned = [cls for cls in (TFLiteFloatExporter, TFLiteInt8Exporter) if cls.name in ctx.planned]
             paths = {"int8_path" if cls.int8 else "float_path": ctx.out_dir / cls.file_name for cls in planned}
             try:
-                conv = convert_tflite(ctx.model, ctx.spec, ctx.calib, **{"float_path": None, "int8_path": None, **paths},
-                                      num_calib=ctx.options.get("tflite_num_calib", 200))
+                targets = {"float_path": None, "int8_path": None, **paths}
+                num_calib = ctx.options.get("tflite_num_calib", 200)
+                conv = convert_tflite(ctx.model, ctx.spec, ctx.calib, num_calib=num_calib, **targets)
                 ctx.info["tflite_conversion"] = conv
             except Exception as err:  # noqa: BLE001 - every TFLite row records it
                 conv = {"error": str(err).splitlines()[0][:300] if str(err) else type(err).__name__}
