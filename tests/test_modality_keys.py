@@ -91,8 +91,13 @@ def test_audio_keys_it_does_not_use(tmp_path, old, new, key, message):
      "task 'anomaly_detection' does not use it"),
     ("forecasting", "FCST_1k_NPU", "  augmentation: {time_shift: 0.1}\n", "training.augmentation.time_shift",
      "task 'forecasting' cannot use it: it would change the inputs but not the targets; use only noise"),
+    ("classification", "CLS_4k_NPU", "  quantization: qat\n", "training.quantization",
+     "qat shapes the int8 exports of the compilation stage, which is off; set compilation.enable: true, or remove "
+     "it (line 9)"),
+    ("classification", "CLS_4k_NPU", "  qat_epochs: 3\n", "training.qat_epochs",
+     "used only with training.quantization: qat; set training.quantization: qat, or remove it (line 9)"),
 ])
-def test_timeseries_keys_its_task_does_not_use(tmp_path, task, model, extra, key, message):
+def test_timeseries_keys_its_task_or_stages_do_not_use(tmp_path, task, model, extra, key, message):
     path = _write(tmp_path, TIMESERIES.format(task=task, model=model) + extra)
     with pytest.raises(ConfigError) as e:
         load_config(path)

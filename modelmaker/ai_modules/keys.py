@@ -1,8 +1,8 @@
 """Keys a run would not use are errors, never silently ignored.
 
 Three sources say what a config may use: the modality (``AI_MODULES`` class: its ``tasks`` and its
-``unused_keys(cfg)``), and the task kind (the ``TASKS`` class's constructor: a training key it does not take is
-not used). ``config_issues(cfg)`` gathers them; the config schema raises the first as a one-line ConfigError
+``unused_keys(cfg)``), the task kind (the ``TASKS`` class's constructor: a training key it does not take is
+not used), and the stages themselves (quantization keys need the compilation stage). ``config_issues(cfg)`` gathers them; the config schema raises the first as a one-line ConfigError
 naming the file and the key, before any data is read.
 """
 from __future__ import annotations
@@ -56,6 +56,20 @@ def config_issues(cfg: Any) -> list[KeyIssue]:
     issues = list(unused(cfg)) if callable(unused) else []
     if task in TASKS:
         issues += task_key_issues(cfg, TASKS.get(task))
+    return issues + quantization_issues(cfg)
+
+
+def quantization_issues(cfg: Any) -> list[KeyIssue]:
+    """training.quantization shapes the int8 exports of the compilation stage; without that stage it, and
+    qat_epochs without QAT, would do nothing."""
+    t = cfg.training
+    issues = []
+    if t.quantization != "none" and not cfg.compilation.enable:
+        issues.append(KeyIssue("training.quantization", f"{t.quantization} shapes the int8 exports of the "
+                               "compilation stage, which is off", "set compilation.enable: true, or remove it"))
+    if changed(cfg, "training.qat_epochs") and t.quantization != "qat":
+        issues.append(KeyIssue("training.qat_epochs", "used only with training.quantization: qat",
+                               "set training.quantization: qat, or remove it"))
     return issues
 
 
@@ -83,4 +97,4 @@ def task_key_issues(cfg: Any, task_cls: Any) -> list[KeyIssue]:
     return issues
 
 
-__all__ = ["TASK_KEYS", "KeyIssue", "changed", "config_issues", "task_key_issues"]
+__all__ = ["TASK_KEYS", "KeyIssue", "changed", "config_issues", "quantization_issues", "task_key_issues"]
