@@ -132,3 +132,18 @@ def test_forward_uses_less_memory_by_freeing_dead_tensors():
     # conv1 is read by conv2 and res; it can be dropped right after res
     assert "conv1" in model._free_after["res"]
     assert np.all([o not in sum(model._free_after.values(), []) for o in model.output_names])
+
+
+def test_spec_models_implement_the_model_contract():
+    """A spec model answers the contract from its layers: the same facts the spec reports, no class checks."""
+    from tinyverse.models import create_model
+    from tinyverse.models.contract import ModelContract
+
+    model = create_model("CLS_1k_NPU", input_shape=(1, 128), num_classes=3)
+    assert isinstance(model, ModelContract) and model.stream_kind is None
+    cost = model.cost()
+    assert cost.params == model.spec.params == model.num_params and cost.macs_per_inference == model.spec.macs
+    assert cost.macs_per_sample is None and model.receptive_field == 128
+    ops = model.device_ops()
+    assert [o["op_class"] for o in ops] == [op.op_class for op in model.spec.ops()]
+    assert model.describe()["architecture"] == "spec"

@@ -1,11 +1,14 @@
 """GenericModelWithSpec: the torch module a spec describes."""
 from __future__ import annotations
 
+import dataclasses
+import math
 from typing import Any, Mapping
 
 import torch
 from torch import nn
 
+from tinyverse.models.contract import DeviceOp, ModelCost
 from tinyverse.models.spec import ModelSpec
 
 
@@ -58,3 +61,23 @@ class GenericModelWithSpec(nn.Module):
     @property
     def num_params(self) -> int:
         return sum(p.numel() for p in self.parameters())
+
+    # -- the model contract (tinyverse.models.contract): a spec model derives every fact from its layers ----------
+    stream_kind = None  # verified on whole inputs, not streamed
+
+    @property
+    def receptive_field(self) -> int:
+        """Input samples (per channel) one output depends on: a whole-input model reads all of its first input."""
+        shape = next(iter(self.spec.inputs.values()))
+        return int(math.prod(shape[1:])) if len(shape) > 1 else 1
+
+    def cost(self) -> ModelCost:
+        return ModelCost(params=self.spec.params, macs_per_inference=self.spec.macs,
+                         receptive_field=self.receptive_field, weights=self.spec.params)
+
+    def device_ops(self) -> list[DeviceOp]:
+        return [dataclasses.asdict(op) for op in self.spec.ops()]
+
+    def describe(self) -> dict[str, Any]:
+        return {"architecture": "spec", "name": self.spec.name, "layers": len(self.spec.info),
+                "inputs": {k: list(v) for k, v in self.spec.inputs.items()}}
