@@ -42,7 +42,7 @@ def prepare(module, cfg, data) -> Prepared:
     else:
         model, args = module.build_model(cfg, data)
         prep = Prepared(model=model, model_args=args, model_name=t.model_name)
-    prep.device_report = precheck_device(prep.spec, cfg.common.target_device, comp.strict,
+    prep.device_report = precheck_device(prep.model, cfg.common.target_device, comp.strict,
                                          prep.model_name or "model")
     return prep
 
