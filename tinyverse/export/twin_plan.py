@@ -5,21 +5,21 @@ Every layer type writes its own part of the plan: ``Layer.twin_ops(twin)`` reads
 the fixed vocabulary the Keras worker (``_keras_twin.py``) knows, so a layer registered from an extension file
 exports by composing them — data, not code:
 
-=============  =================================================  =======================================
-builder call    plan op (``kind``)                                 TFLite op(s) after conversion
-=============  =================================================  =======================================
-``conv``        ``conv`` / ``dwconv`` (groups = in channels)      CONV_2D / DEPTHWISE_CONV_2D (+ fused act)
-``dense``       ``dense``                                          FULLY_CONNECTED (+ fused act)
-``pool``        ``maxpool`` / ``avgpool``                          MAX_POOL_2D / AVERAGE_POOL_2D
-``act``         ``act`` (relu, relu6, tanh, sigmoid, linear)       RELU, RELU6, TANH, LOGISTIC, -
-``affine``      ``affine`` (x * scale + shift, per channel)        MUL + ADD
-``add``/``mul`` ``add`` / ``mul`` (elementwise, 2+ inputs)         ADD / MUL
-``mean``        ``mean`` (elementwise mean of 2+ inputs)           ADD + MUL
-``concat``      ``concat``                                         CONCATENATION
-``reshape``     ``reshape`` / ``permute`` / ``gather``             RESHAPE (TRANSPOSE/GATHER only if needed)
-``depth_to_time``  ``reshape``                                     RESHAPE
-``identity``    ``identity``                                       - (folded away)
-=============  =================================================  =======================================
+=================  ===============================================  =========================================
+builder call       plan op (``kind``)                               TFLite op(s) after conversion
+=================  ===============================================  =========================================
+``conv``           ``conv`` / ``dwconv`` (groups = in channels)     CONV_2D / DEPTHWISE_CONV_2D (+ fused act)
+``dense``          ``dense``                                        FULLY_CONNECTED (+ fused act)
+``pool``           ``maxpool`` / ``avgpool``                        MAX_POOL_2D / AVERAGE_POOL_2D
+``act``            ``act`` (relu, relu6, tanh, sigmoid, linear)     RELU, RELU6, TANH, LOGISTIC, -
+``affine``         ``affine`` (x * scale + shift, per channel)      MUL (+ ADD, unless the converter folds it)
+``add``, ``mul``   ``add`` / ``mul`` (elementwise, 2+ inputs)       ADD / MUL
+``mean``           ``mean`` (elementwise mean of 2+ inputs)         ADD + MUL
+``concat``         ``concat``                                       CONCATENATION
+``reshape``        ``reshape`` / ``permute`` / ``gather``           RESHAPE (TRANSPOSE/GATHER only if needed)
+``depth_to_time``  ``reshape``                                      RESHAPE
+``identity``       ``identity``                                     - (folded away)
+=================  ===============================================  =========================================
 
 Layout choice: the twin's input is NHWC ``(N, L, W, C)`` and the runners transpose the ``(N, C, L, W)`` data once,
 outside the graph, so the converted graph holds no TRANSPOSE ops. Feature maps stay NHWC throughout; a flatten of
