@@ -208,7 +208,8 @@ def onnx_outputs(onnx_path: str | Path, X: np.ndarray) -> np.ndarray:
 
 def compile_onnx_file(onnx_path: str | Path, out_dir: Path, calib_X: np.ndarray, test_X: np.ndarray,
                       test_y: np.ndarray | None, metric: str, device: str | None, exporters: list[str] | None,
-                      metric_fn=None, tolerances=None, higher_is_better: bool = True):
+                      metric_fn=None, tolerances=None, higher_is_better: bool = True,
+                      classifier: bool | None = None):
     """Compile-only for a bare ONNX file: copy, int8 QDQ, both run on the test split, device budgets.
 
     Returns a ``tinyverse.compile.CompileReport``. What needs a spec (TFLite twin, C header, layer rules) is skipped
@@ -216,7 +217,8 @@ def compile_onnx_file(onnx_path: str | Path, out_dir: Path, calib_X: np.ndarray,
     """
     import shutil
 
-    from tinyverse.compile import CompileReport, VerificationRow, compare_outputs, onnx_int8_runtime_check, scorer
+    from tinyverse.compile import (CompileReport, VerificationRow, compare_outputs, looks_like_scores,
+                                   onnx_int8_runtime_check, scorer)
     from tinyverse.devices import DeviceReport, get_device
     from tinyverse.export import run_onnx
     from tinyverse.quantization import quantize_onnx_static
@@ -228,8 +230,9 @@ def compile_onnx_file(onnx_path: str | Path, out_dir: Path, calib_X: np.ndarray,
     ref = onnx_outputs(float_path, test_X)
     score = scorer(test_y, metric, metric_fn)
     tol = tolerances or Tolerances()
+    classifier = looks_like_scores(ref) if classifier is None else classifier
     rows = [VerificationRow("ONNX float", str(float_path), metric=score(ref), max_abs_diff=0.0,
-                            argmax_agreement=1.0 if ref.ndim == 2 and ref.shape[1] > 1 else None,
+                            argmax_agreement=1.0 if classifier else None,
                             kind="reference", verdict=Verdict())]
     artifacts = {"onnx": str(float_path)}
     skipped = [e for e in (exporters or []) if e not in ("onnx", "onnx_int8")]
@@ -245,7 +248,7 @@ def compile_onnx_file(onnx_path: str | Path, out_dir: Path, calib_X: np.ndarray,
             row.path, row.seconds = str(q), time.perf_counter() - t0
             y = run_onnx(q, test_X)
             compare_outputs(row, y, ref, score, tol, rows[0].metric, higher_is_better,
-                            [onnx_int8_runtime_check(q, test_X, tol, y)], metric)
+                            [onnx_int8_runtime_check(q, test_X, tol, y)], metric, classifier)
             artifacts["onnx_int8"] = str(q)
         except Exception as err:  # noqa: BLE001 - recorded in the row, like compile_model does
             row.error = str(err).splitlines()[0][:300]

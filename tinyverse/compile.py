@@ -146,18 +146,25 @@ def scorer(test_y: np.ndarray | None, metric: str, metric_fn: Callable[[np.ndarr
     return lambda y: _metric(y, test_y, metric)
 
 
+def looks_like_scores(ref: np.ndarray) -> bool:
+    """(N, classes) outputs: class scores, unless the caller knows better (a multi-step forecast is (N, steps))."""
+    return ref.ndim == 2 and ref.shape[1] > 1
+
+
 def compare_outputs(row: VerificationRow, y: np.ndarray, ref: np.ndarray, score: Scorer,
                     tolerances: Tolerances | None = None, ref_metric: float | None = None,
                     higher_is_better: bool = True, extra: Sequence[Check] = (),
-                    metric_name: str = "metric") -> np.ndarray:
+                    metric_name: str = "metric", classifier: bool | None = None) -> np.ndarray:
     """Fill ``row`` from the artifact's outputs ``y`` vs the reference ``ref`` and judge it by its kind's rule.
 
-    ``extra``: further checks of the row (e.g. a runtime against the file's reference arithmetic). Returns ``y``
-    in ``ref``'s shape."""
+    ``extra``: further checks of the row (e.g. a runtime against the file's reference arithmetic).
+    ``classifier``: the outputs are class scores (argmax agreement applies), from the task; None guesses from the
+    shape (N, classes), which a multi-step forecast also has — callers that know should say. Returns ``y`` in
+    ``ref``'s shape."""
     y = np.asarray(y, dtype=np.float32).reshape(ref.shape)
     row.max_abs_diff = float(np.max(np.abs(y - ref)))
     row.metric = score(y)
-    classifier = ref.ndim == 2 and ref.shape[1] > 1
+    classifier = looks_like_scores(ref) if classifier is None else classifier
     if classifier:
         row.argmax_agreement = float(np.mean(y.argmax(1) == ref.argmax(1)))
     row.verdict = judge_outputs(row.kind, y, ref, tolerances or Tolerances(), metric=metric_name, value=row.metric,
@@ -179,7 +186,8 @@ def compile_model(model: nn.Module, spec: ModelSpec | None, out_dir: str | Path,
                   tolerances: Tolerances | None = None,
                   higher_is_better: bool = True,
                   prebuilt: Mapping[str, str | Path] | None = None,
-                  options: Mapping[str, Any] | None = None) -> CompileReport:
+                  options: Mapping[str, Any] | None = None,
+                  classifier: bool | None = None) -> CompileReport:
     """Export ``model`` with each of ``exporters`` (``EXPORTERS`` names), verify every artifact on ``test_X``,
     check ``device``.
 
@@ -208,9 +216,9 @@ def compile_model(model: nn.Module, spec: ModelSpec | None, out_dir: str | Path,
                      dtype=np.float32)
     score = scorer(test_y, metric, metric_fn)
     tol = tolerances or Tolerances()
+    classifier = looks_like_scores(ref) if classifier is None else classifier
     rows = [VerificationRow("PyTorch float", None, metric=score(ref), max_abs_diff=0.0,
-                            argmax_agreement=1.0 if ref.ndim == 2 and ref.shape[1] > 1 else None,
-                            kind="reference", verdict=Verdict())]
+                            argmax_agreement=1.0 if classifier else None, kind="reference", verdict=Verdict())]
     prebuilt = {**({"onnx": float_onnx} if float_onnx is not None else {}), **(prebuilt or {})}
     ctx = ExportContext(model, spec, out_dir, calib_X, "timeseries", test_X=test_X,
                         options={"golden_vectors": golden_vectors, "header_defines": header_defines,
@@ -254,7 +262,7 @@ def compile_model(model: nn.Module, spec: ModelSpec | None, out_dir: str | Path,
                     extra.append(runtime_check(v.same_as_check or f"vs {v.same_as}", y, outputs[v.same_as],
                                                exp.output_step(path, ctx), tol))
                 outputs[row.artifact] = compare_outputs(row, y, ref, score, tol, rows[0].metric, higher_is_better,
-                                                        extra, metric)
+                                                        extra, metric, classifier)
             except Exception as err:  # noqa: BLE001 - a row that cannot run is a FAIL row
                 row.error = _first_line(err)
                 log.warning("%s failed: %s", row.artifact, row.error)

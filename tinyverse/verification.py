@@ -41,7 +41,7 @@ class Tolerances(BaseModel):
     float_rel_diff: float = Field(1e-5, gt=0)
     int8_min_agreement: float = Field(0.90, ge=0, le=1)
     int8_max_drop: float = Field(0.03, ge=0)
-    int8_max_rel_increase: float = Field(0.6, ge=0)
+    int8_max_rel_increase: float = Field(1.0, ge=0)
     int8_max_rel_rms: float = Field(0.15, gt=0)
     runtime_max_steps: float = Field(4.0, ge=0)
     audio_float_max_esr: float = Field(1e-6, gt=0)

@@ -156,7 +156,8 @@ def compile_stage(module, cfg, run_dir: Path, model, X: dict, y: dict, summary: 
                         device=cfg.common.target_device, exporters=exporters, golden_vectors=comp.golden_vectors,
                         reference_outputs=ref, float_onnx=_reusable_float_onnx(run_dir, qat_float is None),
                         metric_fn=metric_fn, header_defines=defines, header_notes=notes,
-                        tolerances=comp.tolerances, higher_is_better=_higher_is_better(evaluation))
+                        tolerances=comp.tolerances, higher_is_better=_higher_is_better(evaluation),
+                        classifier=data.is_classification if data is not None else None)
     finish(module, cfg, run_dir, rep, summary, quantization_summary(
         "qat" if qat_float is not None else "ptq", metric, float_metric, rep, qat_float), len(calib))
     return model
@@ -243,7 +244,7 @@ def run_onnx_file(module, cfg, run_dir: Path, data, prep: Prepared) -> dict[str,
     rep = compile_onnx_file(prep.model_path, run_dir, calib, X["test"], None, metric, cfg.common.target_device,
                             list(comp.exporters) if comp.exporters is not None else list(DEFAULT_EXPORTERS),
                             metric_fn=metric_fn, tolerances=comp.tolerances,
-                            higher_is_better=_higher_is_better(evaluation))
+                            higher_is_better=_higher_is_better(evaluation), classifier=data.is_classification)
     float_metric = rep.rows[0].metric
     finish(module, cfg, run_dir, rep, summary, quantization_summary("ptq", metric, float_metric, rep), len(calib))
     module.report_blocks["Skipped"] = "\n".join(f"- {k}: {v}" for k, v in rep.info.get("skipped", {}).items())
