@@ -18,13 +18,13 @@ def _user_errors() -> tuple[type[BaseException], ...]:
     from modelmaker.compilation import DeviceCheckError, ModelFileError, VerificationError
     from modelmaker.config import ConfigError
     from modelmaker.run_folder import RunFolderError
-    from tinyverse.data import DatasetError
+    from tinyverse.timeseries.data import DatasetError
     from tinyverse.devices import ProfileError
     from tinyverse.export import ExportError
     from tinyverse.extensions import ExtensionError
     from tinyverse.layers import SpecError
     from tinyverse.registry import RegistryError
-    from tinyverse.transforms import TransformError
+    from tinyverse.timeseries.transforms import TransformError
 
     return (ConfigError, RunFolderError, DatasetError, SpecError, RegistryError, ExportError, ExtensionError,
             DeviceCheckError, ModelFileError, ProfileError, TransformError, VerificationError)

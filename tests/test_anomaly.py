@@ -13,9 +13,9 @@ import pytest
 import torch
 import yaml
 
-from tinyverse.data import DatasetError, load_registered
-from tinyverse.data.anomaly import label_events, overlap_ratio, window_labels
-from tinyverse.evaluation.anomaly import (evaluate_anomaly, max_f1_threshold, precision_recall_f1,
+from tinyverse.timeseries.data import DatasetError, load_registered
+from tinyverse.timeseries.data.anomaly import label_events, overlap_ratio, window_labels
+from tinyverse.timeseries.evaluation.anomaly import (evaluate_anomaly, max_f1_threshold, precision_recall_f1,
                                           reconstruction_scores, roc_auc, select_threshold)
 from tinyverse.layers import SpecError
 

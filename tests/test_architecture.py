@@ -454,3 +454,13 @@ def test_every_nam_model_implements_the_contract(name):
             graph = model.streaming_module()(xb, *zeros)[0]
     assert ref.shape == (2, block)
     np.testing.assert_allclose(graph.numpy(), ref.numpy(), rtol=0, atol=1e-12)
+
+
+def test_the_shared_core_and_audio_never_import_timeseries_code():
+    """tinyverse/timeseries holds what only that modality uses; the core and audio must not depend on it (the
+    registries name its modules as lazily imported built-ins, which is how a modality plugs in)."""
+    graph = import_graph()
+    offenders = sorted(f"{mod} -> {dep}" for mod, deps in graph.items()
+                       if mod.startswith("tinyverse.") and not mod.startswith("tinyverse.timeseries")
+                       for dep in deps if dep.startswith("tinyverse.timeseries"))
+    assert not offenders, offenders

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tinyverse.data import (ChannelNormalizer, ClassFolderDataset, DatasetError, TimeSeriesData, UCRDataset,
+from tinyverse.timeseries.data import (ChannelNormalizer, ClassFolderDataset, DatasetError, TimeSeriesData, UCRDataset,
                             sort_labels, stratified_split)
 from tinyverse.registry import DATASETS
 

@@ -7,9 +7,9 @@ import pytest
 
 from modelmaker.config import config_from_dict
 from modelmaker.report import render_report
-from tinyverse.data.checks import (check_class_balance, check_constant_channels, check_dataset, check_finite,
+from tinyverse.timeseries.data.checks import (check_class_balance, check_constant_channels, check_dataset, check_finite,
                                    check_length, check_splits)
-from tinyverse.data.splits import DatasetError, TimeSeriesData
+from tinyverse.timeseries.data.splits import DatasetError, TimeSeriesData
 
 rng = np.random.default_rng(3)
 

@@ -35,7 +35,7 @@ NET_AND_DATA = '''
 import numpy as np
 import torch
 from torch import nn
-from tinyverse.data import TimeSeriesData
+from tinyverse.timeseries.data import TimeSeriesData
 from tinyverse.registry import DATASETS, MODEL_REGISTRY
 
 
@@ -192,7 +192,7 @@ def test_dataset_returning_wrong_type_names_the_file(tmp_path, capsys):
     assert cli(["run", str(cfg)]) == 2
     err = capsys.readouterr().err.strip()
     assert err == (f"modelmaker: error: {ext.resolve()}: dataset 'TinyExtData'.load() returned tuple; "
-                   "the timeseries modality needs tinyverse.data.TimeSeriesData")
+                   "the timeseries modality needs tinyverse.timeseries.data.TimeSeriesData")
     assert not (tmp_path / "projects").exists()  # failed before a run folder was made
 
 

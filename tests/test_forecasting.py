@@ -11,10 +11,10 @@ import numpy as np
 import pytest
 import yaml
 
-from tinyverse.data import load_registered
-from tinyverse.data.forecasting import ForecastSetup
-from tinyverse.data.splits import DatasetError, TimeSeriesData
-from tinyverse.evaluation.forecasting import (evaluate_forecasting, mase, naive_forecast, recursive_forecast,
+from tinyverse.timeseries.data import load_registered
+from tinyverse.timeseries.data.forecasting import ForecastSetup
+from tinyverse.timeseries.data.splits import DatasetError, TimeSeriesData
+from tinyverse.timeseries.evaluation.forecasting import (evaluate_forecasting, mase, naive_forecast, recursive_forecast,
                                               seasonal_naive_forecast, seasonal_naive_scale, smape)
 
 
@@ -25,7 +25,7 @@ def airline(**kwargs) -> TimeSeriesData:
 def airline_values() -> np.ndarray:
     import pandas as pd
 
-    from tinyverse.data.ucr import package_dir
+    from tinyverse.timeseries.data.ucr import package_dir
 
     return pd.read_csv(package_dir("sktime") / "datasets/data/Airline/Airline.csv")["Passengers"].to_numpy(float)
 

@@ -21,7 +21,7 @@ from modelmaker.config import ConfigError, load_config
 from tinyverse.models import create_model
 from tinyverse.quantization import qat_finetune
 from tinyverse.registry import MODEL_REGISTRY
-from tinyverse.training.anomaly import AnomalyDetectionTask
+from tinyverse.timeseries.tasks.anomaly import AnomalyDetectionTask
 from tinyverse.training.tasks import ClassificationTask
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -11,10 +11,10 @@ import numpy as np
 import pytest
 import yaml
 
-from tinyverse.data import load_registered
-from tinyverse.data.splits import DatasetError, TimeSeriesData
-from tinyverse.data.targets import TargetScaler, target_scaler_of
-from tinyverse.evaluation.regression import evaluate_regression, mae, r2, rmse
+from tinyverse.timeseries.data import load_registered
+from tinyverse.timeseries.data.splits import DatasetError, TimeSeriesData
+from tinyverse.timeseries.data.targets import TargetScaler, target_scaler_of
+from tinyverse.timeseries.evaluation.regression import evaluate_regression, mae, r2, rmse
 
 
 # -- metrics ---------------------------------------------------------------------------------------------------
@@ -80,7 +80,7 @@ def tecator():
 def _raw_tecator(split: str) -> np.ndarray:
     from sktime.datasets import load_from_tsfile
 
-    from tinyverse.data.ucr import offline_sets
+    from tinyverse.timeseries.data.ucr import offline_sets
 
     entry = offline_sets()["Tecator"]
     _, y = load_from_tsfile(str(getattr(entry, split)), return_data_type="numpy3d")

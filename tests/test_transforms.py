@@ -13,8 +13,8 @@ import pytest
 import yaml
 
 from tinyverse.registry import TRANSFORMS
-from tinyverse.transforms import TransformError, apply_transforms, build_transform
-from tinyverse.transforms.golden import (export_feature_extraction, parse_c_float_arrays, run_pipeline,
+from tinyverse.timeseries.transforms import TransformError, apply_transforms, build_transform
+from tinyverse.timeseries.transforms.golden import (export_feature_extraction, parse_c_float_arrays, run_pipeline,
                                          write_features_golden)
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -332,7 +332,7 @@ def write_recordings(root: Path, length: int = 2048 * 3) -> None:
 
 def test_pipeline_with_preset_writes_matching_golden_features(tmp_path):
     from modelmaker.cli import main
-    from tinyverse.data import ClassFolderDataset
+    from tinyverse.timeseries.data import ClassFolderDataset
 
     write_recordings(tmp_path / "data")
     cfg = {

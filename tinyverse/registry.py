@@ -184,15 +184,15 @@ class Registry:
 
 # The registries of tinyverse. modelmaker adds AI_MODULES in its own package.
 LAYERS = Registry("layer", builtins=["tinyverse.layers"])
-MODEL_REGISTRY = Registry("model", builtins=["tinyverse.models.zoo", "tinyverse.audio.models"])
-DATASETS = Registry("dataset", builtins=["tinyverse.data", "tinyverse.data.regression", "tinyverse.data.forecasting",
-                                        "tinyverse.data.anomaly", "tinyverse.audio.dataset"])
+MODEL_REGISTRY = Registry("model", builtins=["tinyverse.timeseries.zoo", "tinyverse.audio.models"])
+DATASETS = Registry("dataset", builtins=["tinyverse.timeseries.data", "tinyverse.timeseries.data.regression", "tinyverse.timeseries.data.forecasting",
+                                        "tinyverse.timeseries.data.anomaly", "tinyverse.audio.dataset"])
 TRANSFORMS = Registry("transform", builtins=[
-    "tinyverse.transforms", "tinyverse.transforms.framing", "tinyverse.transforms.spectral",
-    "tinyverse.transforms.scaling", "tinyverse.transforms.resampling", "tinyverse.transforms.statistics",
-    "tinyverse.transforms.presets"])
-TASKS = Registry("task", builtins=["tinyverse.training.tasks", "tinyverse.training.regression",
-                                  "tinyverse.training.forecasting", "tinyverse.training.anomaly",
+    "tinyverse.timeseries.transforms", "tinyverse.timeseries.transforms.framing", "tinyverse.timeseries.transforms.spectral",
+    "tinyverse.timeseries.transforms.scaling", "tinyverse.timeseries.transforms.resampling", "tinyverse.timeseries.transforms.statistics",
+    "tinyverse.timeseries.transforms.presets"])
+TASKS = Registry("task", builtins=["tinyverse.training.tasks", "tinyverse.timeseries.tasks.regression",
+                                  "tinyverse.timeseries.tasks.forecasting", "tinyverse.timeseries.tasks.anomaly",
                                   "tinyverse.audio.training"])
 TRAINERS = TASKS  # the design map's second name for training recipes; one registry, not two
 DEVICES = Registry("device", builtins=["tinyverse.devices"])

@@ -16,7 +16,7 @@ import torch
 from tinyverse.audio.audiofile import AudioFileError, read_audio
 from tinyverse.audio.capture import generated_capture
 from tinyverse.audio.dataset import NamCaptureDataset, alignment_lag
-from tinyverse.data import DatasetError
+from tinyverse.timeseries.data import DatasetError
 
 SECONDS = 6.0
 SR = 48_000

@@ -13,7 +13,7 @@ import torch
 from tinyverse.audio import esr
 from tinyverse.audio.capture import DeviceSettings, generated_capture, standard_input
 from tinyverse.audio.dataset import NamCaptureDataset, calibrate_latency
-from tinyverse.data import DatasetError
+from tinyverse.timeseries.data import DatasetError
 
 SECONDS = 6.0
 FIXTURES = Path(__file__).resolve().parents[2].parent / "shared" / "fixtures" / "nam"

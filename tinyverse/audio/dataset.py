@@ -5,7 +5,7 @@ the generated default capture (:mod:`tinyverse.audio.capture`). ``load()`` retur
 the aligned full signals, the layout, the calibrated latency, the repeatability ESR and the warnings;
 ``CaptureData.windows(receptive_field, ny)`` gives the training arrays once the model is known.
 
-Every problem with the files is a :class:`tinyverse.data.DatasetError` with a one-line message.
+Every problem with the files is a :class:`tinyverse.errors.DatasetError` with a one-line message.
 """
 from __future__ import annotations
 
@@ -20,7 +20,7 @@ import numpy as np
 from tinyverse.audio.audiofile import AudioFileError, read_audio
 from tinyverse.audio.capture import CaptureLayout, DeviceSettings, generated_capture, standard_input
 from tinyverse.audio.metrics import esr
-from tinyverse.data.splits import DatasetError
+from tinyverse.errors import DatasetError
 from tinyverse.registry import DATASETS
 
 log = logging.getLogger("tinyverse.audio")

@@ -155,7 +155,7 @@ def build_task(name: str, model: nn.Module, **kwargs: Any) -> L.LightningModule:
         kwargs = {k: v for k, v in kwargs.items() if k in params}
     task = cls(model=model, **kwargs)
     if not isinstance(task, L.LightningModule):
-        from tinyverse.data.registered import defined_in
+        from tinyverse.registered import defined_in
         from tinyverse.extensions import ExtensionError
 
         raise ExtensionError(f"{defined_in(cls)}: task '{name}' built a {type(task).__name__}, not a "

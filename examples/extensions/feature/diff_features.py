@@ -8,7 +8,7 @@ from __future__ import annotations
 import numpy as np
 
 from tinyverse.registry import TRANSFORMS
-from tinyverse.transforms import Transform
+from tinyverse.timeseries.transforms import Transform
 
 
 @TRANSFORMS.register("DiffFeatures")

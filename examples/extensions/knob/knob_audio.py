@@ -27,7 +27,7 @@ from torch import nn
 
 from modelmaker.ai_modules import AI_MODULES
 from modelmaker.run_folder import write_json
-from tinyverse.data import DatasetError
+from tinyverse.timeseries.data import DatasetError
 from tinyverse.registry import DATASETS, MODEL_REGISTRY, TASKS
 from tinyverse.training.tasks import TaskModule
 
@@ -171,7 +171,7 @@ class KnobAudioModule:
     tasks = ("knob_esr",)
 
     def load_data(self, cfg) -> KnobAudioData:
-        from tinyverse.data import load_registered
+        from tinyverse.timeseries.data import load_registered
 
         return load_registered(cfg.dataset.name, cfg.dataset.params, KnobAudioData, "the knob_audio modality")
 

@@ -20,7 +20,7 @@ class MajorityBaseline:
     tasks = ("classification",)
 
     def load_data(self, cfg):
-        from tinyverse.data import TimeSeriesData, load_registered
+        from tinyverse.timeseries.data import TimeSeriesData, load_registered
 
         return load_registered(cfg.dataset.name, cfg.dataset.params, TimeSeriesData, "majority_baseline")
 

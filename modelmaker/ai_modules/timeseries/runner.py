@@ -59,9 +59,9 @@ class TimeSeriesModule:
 
     def load_data(self, cfg):
         from modelmaker.ai_modules.timeseries.constants import TASK_CLASSIFICATION
-        from tinyverse.data import load_registered
-        from tinyverse.data.checks import check_dataset, check_finite
-        from tinyverse.data.splits import TimeSeriesData
+        from tinyverse.timeseries.data import load_registered
+        from tinyverse.timeseries.data.checks import check_dataset, check_finite
+        from tinyverse.timeseries.data.splits import TimeSeriesData
 
         data = load_registered(cfg.dataset.name, cfg.dataset.params, TimeSeriesData, "the timeseries modality")
         source = f"dataset.name: {cfg.dataset.name}"
@@ -85,7 +85,7 @@ class TimeSeriesModule:
             return data
         import dataclasses
 
-        from tinyverse.transforms import apply_transforms
+        from tinyverse.timeseries.transforms import apply_transforms
 
         splits, fitted = apply_transforms(specs, {s: getattr(data, f"X_{s}") for s in ("train", "val", "test")})
         # Kept for the golden feature vectors: device code recomputes these features from raw samples.
@@ -116,7 +116,7 @@ class TimeSeriesModule:
     def prepare(self, cfg, data):
         """The model (built, or loaded from compilation.model_path) and its device check, before the run folder."""
         from modelmaker.ai_modules.timeseries.compilation import prepare
-        from tinyverse.data.checks import check_length
+        from tinyverse.timeseries.data.checks import check_length
 
         prepared = prepare(self, cfg, data)
         if prepared.source == "checkpoint":  # rebuilt from its model_spec.yaml, not by build_model
@@ -221,7 +221,7 @@ class TimeSeriesModule:
         if prepared.device_report is not None:
             summary["device"] = prepared.device_report.to_dict()
         if cfg.compilation.enable and getattr(self, "fitted_transforms", None):  # golden features for device code
-            from tinyverse.transforms.golden import export_feature_extraction
+            from tinyverse.timeseries.transforms.golden import export_feature_extraction
 
             summary["feature_extraction"] = export_feature_extraction(
                 self.fitted_transforms, self.raw_test_X, run_dir, count=cfg.compilation.golden_vectors)

@@ -16,7 +16,7 @@ from typing import Sequence
 import torch
 from torch import nn
 
-from tinyverse.models.zoo.regression import register_conv, register_mlp
+from tinyverse.timeseries.zoo.regression import register_conv, register_mlp
 from tinyverse.registry import MODEL_REGISTRY
 
 TASK = "forecasting"

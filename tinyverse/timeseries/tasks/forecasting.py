@@ -1,9 +1,9 @@
 """The ``forecasting`` task: multi-step forecasts of a series from sliding windows (``dataset: forecast_series``).
 
 The model maps a (C, window) input to C*horizon values; the loss is on the standardised, level-removed targets
-(see :mod:`tinyverse.data.forecasting`). Test metrics (``evaluate``) are in the series' units: sMAPE (headline,
+(see :mod:`tinyverse.timeseries.data.forecasting`). Test metrics (``evaluate``) are in the series' units: sMAPE (headline,
 recomputed for every exported artifact), MASE, MAE, RMSE, next to the naive and seasonal-naive baselines on the
-same windows (:mod:`tinyverse.evaluation.forecasting`); plot ``forecast.png``.
+same windows (:mod:`tinyverse.timeseries.evaluation.forecasting`); plot ``forecast.png``.
 """
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ import numpy as np
 
 from tinyverse.evaluation import Evaluation
 from tinyverse.registry import TASKS
-from tinyverse.training.regression import ValueTask
+from tinyverse.timeseries.tasks.regression import ValueTask
 
 
 @TASKS.register("forecasting")
@@ -26,15 +26,15 @@ class ForecastingTask(ValueTask):
 
     @classmethod
     def evaluate(cls, outputs: dict[str, np.ndarray], data: Any) -> Evaluation:
-        from tinyverse.data.forecasting import ForecastSetup
-        from tinyverse.evaluation.forecasting import evaluate_forecasting
+        from tinyverse.timeseries.data.forecasting import ForecastSetup
+        from tinyverse.timeseries.evaluation.forecasting import evaluate_forecasting
 
         return evaluate_forecasting(outputs, ForecastSetup.of(data))
 
     @classmethod
     def write_plots(cls, run_dir: Path, outputs: dict[str, np.ndarray], data: Any, evaluation: Evaluation,
                     title: str) -> list[Path]:
-        from tinyverse.data.forecasting import ForecastSetup
+        from tinyverse.timeseries.data.forecasting import ForecastSetup
 
         setup = ForecastSetup.of(data)
         path = Path(run_dir) / "forecast.png"
@@ -49,7 +49,7 @@ def plot_forecast(setup: Any, forecasts: np.ndarray, out_png: Path, title: str =
     seasonal-naive forecasts of the same windows; one panel per channel (at most 4)."""
     from matplotlib.figure import Figure
 
-    from tinyverse.evaluation.forecasting import seasonal_naive_forecast
+    from tinyverse.timeseries.evaluation.forecasting import seasonal_naive_forecast
     from tinyverse.training.plots import save_figure
 
     series = setup.series

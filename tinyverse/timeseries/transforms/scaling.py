@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 
 from tinyverse.registry import TRANSFORMS
-from tinyverse.transforms import Transform, TransformError
+from tinyverse.timeseries.transforms import Transform, TransformError
 
 _PER = ("channel", "feature")
 

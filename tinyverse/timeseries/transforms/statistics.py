@@ -7,7 +7,7 @@ import numpy as np
 from scipy import stats as sps
 
 from tinyverse.registry import TRANSFORMS
-from tinyverse.transforms import Transform, TransformError
+from tinyverse.timeseries.transforms import Transform, TransformError
 
 
 def _moment_stat(fn, x: np.ndarray, std: np.ndarray) -> np.ndarray:

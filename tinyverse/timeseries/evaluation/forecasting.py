@@ -100,7 +100,7 @@ def _baselines(setup: Any, origins: list[int]) -> dict[str, np.ndarray]:
 def evaluate_forecasting(outputs: dict[str, np.ndarray], setup: Any) -> Evaluation:
     """Test metrics of the model outputs (N, C*horizon) on ``setup.origins['test']`` next to the baselines.
 
-    ``setup`` is a :class:`tinyverse.data.forecasting.ForecastSetup`. Headline: ``smape`` (lower is better),
+    ``setup`` is a :class:`tinyverse.timeseries.data.forecasting.ForecastSetup`. Headline: ``smape`` (lower is better),
     recomputed for every exported artifact.
     """
     origins = setup.origins["test"]

@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from ..registry import DATASETS, closest
+from tinyverse.registry import DATASETS, closest
 from .folder import TIME_COLUMN  # time, timestamp, t, ... (dropped from the default inputs)
 from .normalize import normalize_splits
 from .splits import DatasetError, TimeSeriesData, check_fractions, stratified_split

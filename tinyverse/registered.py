@@ -10,7 +10,7 @@ from __future__ import annotations
 import inspect
 from typing import Any, Mapping
 
-from tinyverse.data.splits import DatasetError
+from tinyverse.errors import DatasetError
 from tinyverse.registry import DATASETS
 
 

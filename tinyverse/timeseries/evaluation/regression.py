@@ -48,7 +48,7 @@ def r2(pred: np.ndarray, true: np.ndarray) -> float:
 
 def evaluate_regression(outputs: np.ndarray, y_test: np.ndarray, y_train: np.ndarray, scaler: Any = None) -> Evaluation:
     """Metrics of ``outputs`` (N, prod(target shape)) against ``y_test``, both turned into units with ``scaler``
-    (a :class:`tinyverse.data.targets.TargetScaler`, or None when the targets are in units already).
+    (a :class:`tinyverse.timeseries.data.targets.TargetScaler`, or None when the targets are in units already).
 
     The mean baseline is the mean of ``y_train`` (in units). Headline: ``rmse`` (lower is better), recomputed
     for every exported artifact.

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..registry import DATASETS
+from tinyverse.registry import DATASETS
 from .normalize import normalize_splits
 from .splits import DatasetError, TimeSeriesData, check_fractions, label_sort_key, stratified_split
 

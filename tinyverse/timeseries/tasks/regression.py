@@ -97,8 +97,8 @@ class RegressionTask(ValueTask):
 
     @classmethod
     def evaluate(cls, outputs: dict[str, np.ndarray], data: Any) -> Evaluation:
-        from tinyverse.data.targets import target_scaler_of
-        from tinyverse.evaluation.regression import evaluate_regression
+        from tinyverse.timeseries.data.targets import target_scaler_of
+        from tinyverse.timeseries.evaluation.regression import evaluate_regression
 
         if data.is_classification:
             raise ValueError(f"task regression needs value targets, but dataset {data.name!r} has classes "
@@ -109,7 +109,7 @@ class RegressionTask(ValueTask):
     @classmethod
     def write_plots(cls, run_dir: Path, outputs: dict[str, np.ndarray], data: Any, evaluation: Evaluation,
                     title: str) -> list[Path]:
-        from tinyverse.data.targets import target_scaler_of
+        from tinyverse.timeseries.data.targets import target_scaler_of
 
         scaler = target_scaler_of(data)
         units = (lambda v: scaler.inverse_transform(v)) if scaler is not None else \

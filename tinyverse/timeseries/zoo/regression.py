@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from typing import Any, Sequence
 
-from tinyverse.models.zoo.classification import spec_inputs, pool_chain
+from tinyverse.timeseries.zoo.classification import spec_inputs, pool_chain
 from tinyverse.registry import MODEL_REGISTRY
 
 TASK = "regression"

@@ -11,7 +11,7 @@ import numpy as np
 from scipy.signal import get_window
 
 from tinyverse.registry import TRANSFORMS
-from tinyverse.transforms import Transform, TransformError
+from tinyverse.timeseries.transforms import Transform, TransformError
 
 _NO_WINDOW = (None, "none", "rect", "rectangular", "boxcar")
 

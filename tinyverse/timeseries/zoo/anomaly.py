@@ -13,7 +13,7 @@ NPU rules (../shared/reference/ti-npu-rules.md): first conv on one input channel
 (the last conv makes 4*C), kernels <= 7, stride 2, each FC reads >= 16 features. On an F28P55 the DepthToTime
 steps are the only CPU work (a copy of the feature map each, no MACs); ``modelmaker check`` lists them.
 
-The anomaly score of a window is its mean squared reconstruction error (see tinyverse.evaluation.anomaly).
+The anomaly score of a window is its mean squared reconstruction error (see tinyverse.timeseries.evaluation.anomaly).
 ``L`` must be a multiple of 2^n (16 for the 4-stage entries, 32 for AD_3k_NPU).
 """
 from __future__ import annotations

@@ -4,8 +4,8 @@ from __future__ import annotations
 import numpy as np
 
 from tinyverse.registry import TRANSFORMS
-from tinyverse.transforms import Transform, TransformError
-from tinyverse.transforms.framing import positive_int
+from tinyverse.timeseries.transforms import Transform, TransformError
+from tinyverse.timeseries.transforms.framing import positive_int
 
 
 @TRANSFORMS.register("Downsample")

@@ -7,9 +7,7 @@ from typing import Any, Iterable
 
 import numpy as np
 
-
-class DatasetError(ValueError):
-    """A dataset that cannot be loaded as configured. ``str()`` is one line naming the config key and the fix."""
+from tinyverse.errors import DatasetError  # shared by every modality; re-exported here for the loaders
 
 
 def label_sort_key(label: str) -> tuple[int, float, str]:
@@ -124,7 +122,7 @@ class TimeSeriesData:
             out["per_class"] = per_class
         else:
             out["target_shape"] = list(self.target_shape)
-        if self.info.get("warnings"):  # from tinyverse.data.checks, shown in the run report
+        if self.info.get("warnings"):  # from tinyverse.timeseries.data.checks, shown in the run report
             out["warnings"] = list(self.info["warnings"])
         return out
 

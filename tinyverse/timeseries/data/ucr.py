@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..registry import DATASETS, closest
+from tinyverse.registry import DATASETS, closest
 from .normalize import normalize_splits
 from .splits import DatasetError, TimeSeriesData, check_fractions, sort_labels, stratified_split
 

@@ -2,10 +2,10 @@
 
 Importing this module registers the built-in datasets in ``DATASETS`` ("ucr", "folder").
 """
-from ..registry import DATASETS
+from tinyverse.registry import DATASETS
 from .folder import ClassFolderDataset
 from .normalize import ChannelNormalizer
-from .registered import defined_in, load_registered
+from tinyverse.registered import defined_in, load_registered
 from .splits import DatasetError, TimeSeriesData, label_sort_key, sort_labels, stratified_split
 from .ucr import UCRDataset
 

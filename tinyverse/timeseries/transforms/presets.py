@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from tinyverse.registry import TRANSFORMS
-from tinyverse.transforms import Transform, TransformError, build_transform
+from tinyverse.timeseries.transforms import Transform, TransformError, build_transform
 
 TI = "TI Tiny ML Tensorlab preset of the same name"
 

@@ -5,7 +5,7 @@ reconstruction error; the labels are not used by ``training_step`` (the training
 Validation logs ``val_loss`` over the *normal* validation windows only (label 0), so anomalous windows a
 dataset keeps in validation for choosing the threshold never steer early stopping or the best checkpoint.
 
-Test evaluation (:mod:`tinyverse.evaluation.anomaly`): anomaly score = mean squared reconstruction error per
+Test evaluation (:mod:`tinyverse.timeseries.evaluation.anomaly`): anomaly score = mean squared reconstruction error per
 window, threshold chosen on validation (``dataset.threshold`` / ``dataset.threshold_percentile`` through
 ``data.info["anomaly"]``), ROC AUC (headline, recomputed for every exported artifact), precision / recall / F1
 at the threshold. Files: ``anomaly_scores.png`` (score along the series with the threshold and the labelled
@@ -80,7 +80,7 @@ class AnomalyDetectionTask(TaskModule):
     # -- the task kind as the pipeline sees it ------------------------------------------------------------
     @classmethod
     def evaluate(cls, outputs: dict[str, np.ndarray], data: Any) -> Evaluation:
-        from tinyverse.evaluation.anomaly import evaluate_anomaly
+        from tinyverse.timeseries.evaluation.anomaly import evaluate_anomaly
 
         if not getattr(data, "is_classification", True):
             raise ValueError(f"task anomaly_detection needs 0/1 window labels (normal/anomaly), but dataset "
@@ -92,7 +92,7 @@ class AnomalyDetectionTask(TaskModule):
     @classmethod
     def write_plots(cls, run_dir: Path, outputs: dict[str, np.ndarray], data: Any, evaluation: Evaluation,
                     title: str) -> list[Path]:
-        from tinyverse.evaluation.anomaly import reconstruction_scores
+        from tinyverse.timeseries.evaluation.anomaly import reconstruction_scores
 
         run_dir = Path(run_dir)
         scores = {s: reconstruction_scores(outputs[s], getattr(data, f"X_{s}")) for s in ("val", "test")
@@ -180,7 +180,7 @@ def plot_roc_and_histogram(scores: np.ndarray, labels: np.ndarray, threshold: fl
     from matplotlib.figure import Figure
     from sklearn.metrics import roc_curve
 
-    from tinyverse.evaluation.anomaly import precision_recall_f1, roc_auc
+    from tinyverse.timeseries.evaluation.anomaly import precision_recall_f1, roc_auc
     from tinyverse.training.plots import save_figure
 
     labels = np.asarray(labels).reshape(-1) > 0

@@ -36,7 +36,7 @@ from typing import Any
 
 import numpy as np
 
-from ..registry import DATASETS
+from tinyverse.registry import DATASETS
 from .splits import DatasetError, TimeSeriesData
 from .ucr import package_dir, package_version
 
@@ -228,7 +228,7 @@ class ForecastSeriesDataset:
         name = self.series_name
         match = [k for k in KNOWN_SERIES if k.lower() == str(name).lower()]
         if not match:
-            from ..registry import closest
+            from tinyverse.registry import closest
 
             hint = closest(str(name), KNOWN_SERIES)
             raise DatasetError(f"dataset.series: unknown series '{name}'"

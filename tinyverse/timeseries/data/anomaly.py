@@ -24,7 +24,7 @@ Pipeline (every step reproducible on a device):
 
 Validation keeps its anomalous windows (if any): the threshold can then be chosen by max F1 on them, while
 training's val_loss and early stopping read only the normal ones. ``threshold`` / ``threshold_percentile`` choose
-how the threshold is set (see :mod:`tinyverse.evaluation.anomaly`); the test split is never used for it.
+how the threshold is set (see :mod:`tinyverse.timeseries.evaluation.anomaly`); the test split is never used for it.
 """
 from __future__ import annotations
 
@@ -35,7 +35,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from ..registry import DATASETS
+from tinyverse.registry import DATASETS
 from .normalize import normalize_splits
 from .splits import DatasetError, TimeSeriesData
 from .ucr import package_dir, package_version

@@ -13,7 +13,7 @@ from typing import Any, Iterable, Sequence
 
 import numpy as np
 
-from tinyverse.transforms import check_output
+from tinyverse.timeseries.transforms import check_output
 
 
 def _steps(pipeline: Iterable[Any]) -> list[tuple[str, dict, Any]]:
