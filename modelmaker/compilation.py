@@ -153,6 +153,17 @@ def read_state_dict(path: Path) -> dict[str, Any]:
     return state
 
 
+def load_weights(model, state: dict[str, Any], path: Path, what: str) -> None:
+    """``model.load_state_dict(state)``; weights that do not fit are one ``ModelFileError`` line naming the file and
+    ``what`` the model was built from."""
+    try:
+        model.load_state_dict(state)
+    except RuntimeError as err:
+        lines = str(err).splitlines()
+        raise ModelFileError(f"compilation.model_path: the weights of {path.name} do not fit {what}: "
+                             f"{' '.join(lines[1:3]).strip()[:300] or lines[0]}") from None
+
+
 def load_model_file(cfg, build_from_config) -> Prepared:
     """The model of ``compilation.model_path``.
 
@@ -182,12 +193,7 @@ def load_model_file(cfg, build_from_config) -> Prepared:
     else:
         raise ModelFileError(f"compilation.model_path: no model_spec.yaml next to {path} (or one folder up); set "
                              f"training.model_name (and model_args) to say which model the weights belong to")
-    try:
-        model.load_state_dict(state)
-    except RuntimeError as err:
-        first = str(err).splitlines()
-        raise ModelFileError(f"compilation.model_path: the weights of {path.name} do not fit the model built from "
-                             f"{how}: {' '.join(first[1:3]).strip()[:300] or first[0]}") from None
+    load_weights(model, state, path, f"the model built from {how}")
     model.eval()
     log.info("compile-only: %s rebuilt from %s, weights from %s", name, how, path)
     return Prepared(model=model, model_args=args, model_name=name, source="checkpoint", model_path=str(path),

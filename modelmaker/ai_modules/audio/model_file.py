@@ -12,7 +12,7 @@ from typing import Any, Callable
 
 import yaml
 
-from modelmaker.compilation import CHECKPOINT_SUFFIXES, ModelFileError, Prepared, read_state_dict
+from modelmaker.compilation import CHECKPOINT_SUFFIXES, ModelFileError, Prepared, load_weights, read_state_dict
 
 log = logging.getLogger("modelmaker")
 RUN_CONFIG = "config.yaml"
@@ -34,12 +34,7 @@ def load_audio_model(cfg, sample_rate: int, build: Callable[[str, dict[str, Any]
     name, args, how = _model_of(cfg, path)
     model = build(name, args)
     state = read_state_dict(path)
-    try:
-        model.load_state_dict(state)
-    except RuntimeError as err:
-        lines = str(err).splitlines()
-        raise ModelFileError(f"compilation.model_path: the weights of {path.name} do not fit {name} built from "
-                             f"{how}: {' '.join(lines[1:3]).strip()[:300] or lines[0]}") from None
+    load_weights(model, state, path, f"{name} built from {how}")
     log.info("compile-only: %s built from %s, weights from %s", name, how, path)
     return Prepared(model=model, model_args=args, model_name=name, source="checkpoint", model_path=str(path),
                     notes=[f"model built from {how}; weights from {path}"])
