@@ -464,3 +464,15 @@ def test_the_shared_core_and_audio_never_import_timeseries_code():
                        if mod.startswith("tinyverse.") and not mod.startswith("tinyverse.timeseries")
                        for dep in deps if dep.startswith("tinyverse.timeseries"))
     assert not offenders, offenders
+
+
+def test_builtin_modalities_implement_the_stage_contract():
+    """Both modalities run through AIModule.run (describe → train → test → compile): no modality re-implements it."""
+    from modelmaker.ai_modules import AI_MODULES
+    from modelmaker.ai_modules.base import AIModule
+
+    for name in ("timeseries", "audio"):
+        cls = AI_MODULES.get(name)
+        assert issubclass(cls, AIModule) and cls.run is AIModule.run, name
+        for stage in ("load_data", "prepare", "describe", "train", "test", "compile"):
+            assert getattr(cls, stage) is not getattr(AIModule, stage), (name, stage)

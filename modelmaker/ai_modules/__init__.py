@@ -1,7 +1,9 @@
 """Modalities (``AI_MODULES``): each owns how a config of its kind becomes calls of tinyverse.
 
-An AI module is a class with ``name``, ``tasks`` (TASKS names it runs) and ``run(cfg, run_dir, resume)``.
-Built-ins register through the same API an extension uses.
+An AI module is a class with ``name``, ``tasks`` (TASKS names it runs) and ``run(cfg, run_dir, resume)``. The
+built-ins subclass :class:`modelmaker.ai_modules.base.AIModule`, which runs the shared stages (describe → train →
+test → compile) and holds their plumbing once; a modality supplies its data, model and outputs. Built-ins register
+through the same API an extension uses.
 """
 from tinyverse import extensions as _extensions
 from tinyverse.registry import Registry

@@ -11,9 +11,10 @@ from typing import Any
 import numpy as np
 
 from modelmaker.ai_modules import AI_MODULES
+from modelmaker.ai_modules.base import AIModule, RunContext
 from modelmaker.ai_modules.audio.constants import DEFAULT_MONITOR, MODALITY, TASK_TYPES
 from modelmaker.ai_modules.keys import KeyIssue, changed
-from modelmaker.compilation import ModelFileError, Prepared, precheck_device, verification_summary, write_device_check
+from modelmaker.compilation import ModelFileError, Prepared, precheck_device
 from modelmaker.config.errors import one_line
 from modelmaker.run_folder import write_json
 from tinyverse.verification import failed_rows
@@ -23,7 +24,7 @@ AUDIO_BLOCK = 512  # samples per block of the streaming exports (a plugin-sized 
 
 
 @AI_MODULES.register("audio", tasks=TASK_TYPES)
-class AudioModule:
+class AudioModule(AIModule):
     name = MODALITY
     tasks = TASK_TYPES
 
@@ -107,8 +108,75 @@ class AudioModule:
                                              prep.model_name or "model", sample_rate=data.sample_rate)
         return prep
 
-    def run(self, cfg, run_dir: Path, resume: bool = False, data=None, prepared: Prepared | None = None,
-            **_: Any) -> dict[str, Any]:
+    # -- the stages (modelmaker.ai_modules.base.AIModule.run calls them in order) ----------------------------------
+    def describe(self, ctx: RunContext) -> None:
+        import os
+
+        import torch
+
+        from tinyverse.devices import model_cost
+
+        cfg, data, prepared, model = ctx.cfg, ctx.data, ctx.prepared, ctx.model
+        if cfg.training.accelerator in ("cpu", "auto") and (os.cpu_count() or 1) <= 2 and not torch.cuda.is_available():
+            # Small-channel convs are memory-bound: on a 2-core CPU a second thread mostly adds contention
+            # (measured 1.85 s vs 8-12 s per nano batch under load).
+            torch.set_num_threads(1)
+        write_json(ctx.run_dir / "dataset.json", {"summary": data.summary(), "layout": data.layout.__dict__,
+                                                  "latency": data.latency.to_dict()})
+        model_name = cfg.training.model_name or prepared.model_name
+        rf = int(getattr(model, "receptive_field", 1))
+        params = sum(p.numel() for p in model.parameters())
+        cost = model_cost(model) or {"params": params, "weights": params, "macs_per_sample": None}
+        ctx.summary.update({
+            "modality": self.name, "task_type": cfg.common.task_type, "dataset": data.summary(),
+            "model": {"name": model_name, "args": prepared.model_args, "params": cost["params"],
+                      "macs_per_sample": cost["macs_per_sample"], "receptive_field": rf},
+        })
+        if prepared.model_path:
+            ctx.summary["model"]["source"] = prepared.model_path
+        log.info("model %s: %s params, %s MAC/sample, receptive field %d", model_name, f"{cost['params']:,}",
+                 "-" if cost["macs_per_sample"] is None else f"{cost['macs_per_sample']:,}", rf)
+        ctx.extra.update(model_name=model_name, rf=rf, cost=cost)
+
+    def train(self, ctx: RunContext) -> None:
+        from tinyverse.registry import TASKS
+        from tinyverse.training import TrainConfig, fit, load_task_weights
+        from tinyverse.training.plots import plot_loss_curves
+
+        cfg, run_dir, data, t = ctx.cfg, ctx.run_dir, ctx.data, ctx.cfg.training
+        rf, sr = ctx.extra["rf"], data.sample_rate
+        Xv, Yv = data.validation(rf)
+        ctx.extra.update(Xv=Xv, Yv=Yv)
+        if not t.enable:
+            log.info("compile-only: %s as loaded from %s, not trained", ctx.extra["model_name"],
+                     ctx.prepared.model_path)
+            ctx.model = ctx.model.eval()
+            return
+        task_type = cfg.common.task_type
+        X, Y = data.windows(rf)
+        monitor, mode = (t.monitor, "min") if t.monitor else DEFAULT_MONITOR[task_type]
+        task = TASKS.get(task_type)(model=ctx.model, optimizer=t.optimizer, learning_rate=t.learning_rate,
+                                    weight_decay=t.weight_decay, lr_scheduler=t.lr_scheduler, epochs=t.epochs)
+        train_cfg = TrainConfig(
+            epochs=t.epochs, batch_size=t.batch_size, seed=cfg.common.seed, accelerator=t.accelerator,
+            devices=t.devices, num_nodes=t.num_nodes, strategy=t.strategy, precision=t.precision,
+            early_stopping_patience=t.early_stopping_patience, monitor=monitor, monitor_mode=mode,
+            num_workers=t.num_workers, progress_bar=cfg.common.verbose)
+        log.info("training on %d windows of %d samples (%.1f s of audio), validating on %.1f s",
+                 len(X), Y.shape[1], Y.size / sr, Yv.size / sr)
+        started = time.time()
+        result = fit(task, (X, Y), (Xv, Yv), run_dir, train_cfg,
+                     resume_from=run_dir / "checkpoints" / "last.ckpt" if ctx.resume else None)
+        train_s = time.time() - started
+        load_task_weights(task, result.best_checkpoint)
+        ctx.summary["training"] = {"epochs_run": result.epochs_run, "best_checkpoint": result.best_checkpoint,
+                                   f"best_{monitor}": result.best_score, "train_seconds": round(train_s, 1),
+                                   "train_samples_per_s": round(Y.size * max(result.epochs_run, 1) / train_s)}
+        plot_loss_curves(result.metrics_csv, run_dir / "loss_curves.png")
+        ctx.model = task.model.eval()
+
+    def test(self, ctx: RunContext) -> None:
+        """Validation ESR and verdict, model.nam (re-loaded and streamed as a player would), listening files, plots."""
         import soundfile as sf
         import torch
 
@@ -116,72 +184,14 @@ class AudioModule:
         from tinyverse.audio.nam import load_nam, model_from_nam, save_nam
         from tinyverse.audio.plots import plot_spectra, plot_waveforms
         from tinyverse.audio.stream import StreamProcessor, process_file
-        from tinyverse.devices import model_cost
-        from tinyverse.registry import TASKS
-        from tinyverse.training import TrainConfig, fit, load_task_weights
-        from tinyverse.training.plots import plot_loss_curves
 
-        import os
-
-        if cfg.training.accelerator in ("cpu", "auto") and (os.cpu_count() or 1) <= 2 and not torch.cuda.is_available():
-            # Small-channel convs are memory-bound: on a 2-core CPU a second thread mostly adds contention
-            # (measured 1.85 s vs 8-12 s per nano batch under load).
-            torch.set_num_threads(1)
-        task_type = cfg.common.task_type
-        self.report_blocks = {}
-        data = data if data is not None else self.load_data(cfg)
-        prepared = prepared if prepared is not None else self.prepare(cfg, data)
-        sr = data.sample_rate
-        write_json(run_dir / "dataset.json", {"summary": data.summary(), "layout": data.layout.__dict__,
-                                              "latency": data.latency.to_dict()})
-        write_device_check(run_dir, prepared.device_report)
-        model, model_args = prepared.model, prepared.model_args
-        model_name = cfg.training.model_name or prepared.model_name
-        rf = int(getattr(model, "receptive_field", 1))
-        params = sum(p.numel() for p in model.parameters())
-        cost = model_cost(model) or {"params": params, "weights": params, "macs_per_sample": None}
-        summary: dict[str, Any] = {
-            "modality": self.name, "task_type": task_type, "dataset": data.summary(),
-            "model": {"name": model_name, "args": model_args, "params": cost["params"],
-                      "macs_per_sample": cost["macs_per_sample"], "receptive_field": rf},
-        }
-        if prepared.model_path:
-            summary["model"]["source"] = prepared.model_path
-        log.info("model %s: %s params, %s MAC/sample, receptive field %d", model_name, f"{cost['params']:,}",
-                 "-" if cost["macs_per_sample"] is None else f"{cost['macs_per_sample']:,}", rf)
-
-        t = cfg.training
-        Xv, Yv = data.validation(rf)
-        if t.enable:
-            X, Y = data.windows(rf)
-            monitor, mode = (t.monitor, "min") if t.monitor else DEFAULT_MONITOR[task_type]
-            task = TASKS.get(task_type)(model=model, optimizer=t.optimizer, learning_rate=t.learning_rate,
-                                        weight_decay=t.weight_decay, lr_scheduler=t.lr_scheduler, epochs=t.epochs)
-            train_cfg = TrainConfig(
-                epochs=t.epochs, batch_size=t.batch_size, seed=cfg.common.seed, accelerator=t.accelerator,
-                devices=t.devices, num_nodes=t.num_nodes, strategy=t.strategy, precision=t.precision,
-                early_stopping_patience=t.early_stopping_patience, monitor=monitor, monitor_mode=mode,
-                num_workers=t.num_workers, progress_bar=cfg.common.verbose)
-            log.info("training on %d windows of %d samples (%.1f s of audio), validating on %.1f s",
-                     len(X), Y.shape[1], Y.size / sr, Yv.size / sr)
-            started = time.time()
-            result = fit(task, (X, Y), (Xv, Yv), run_dir, train_cfg,
-                         resume_from=run_dir / "checkpoints" / "last.ckpt" if resume else None)
-            train_s = time.time() - started
-            load_task_weights(task, result.best_checkpoint)
-            summary["training"] = {"epochs_run": result.epochs_run, "best_checkpoint": result.best_checkpoint,
-                                   f"best_{monitor}": result.best_score, "train_seconds": round(train_s, 1),
-                                   "train_samples_per_s": round(Y.size * max(result.epochs_run, 1) / train_s)}
-            plot_loss_curves(result.metrics_csv, run_dir / "loss_curves.png")
-            model = task.model
-        else:
-            log.info("compile-only: %s as loaded from %s, not trained", model_name, prepared.model_path)
-        model = model.eval()
-
+        cfg, run_dir, data, model, summary = ctx.cfg, ctx.run_dir, ctx.data, ctx.model, ctx.summary
+        rf, sr, model_name = ctx.extra["rf"], data.sample_rate, ctx.extra["model_name"]
+        Xv, Yv = ctx.extra["Xv"], ctx.extra["Yv"]
         # Recurrent models: store the state after 48,000 zeros as the initial state, as NAM's trainer does on export
         # (a .nam file holds that state already).
-        if hasattr(model, "settle_initial_state") and prepared.source != "nam":
-            model.settle_initial_state(48_000)
+        if ctx.prepared.source != "nam":
+            model.prepare_for_inference()
         with torch.no_grad():
             pred = model(torch.as_tensor(Xv)).numpy()[0]
         target = Yv[0]
@@ -201,7 +211,8 @@ class AudioModule:
         stream_in = data.x[max(0, v0 - rf + 1):v1]
         streamed, secs = process_file(StreamProcessor(reloaded), stream_in, block_size=512)
         streamed = streamed[-len(target):]
-        summary["nam"] = {"path": nam_path.name, "weights": cost["weights"], "stream_esr_vs_target": esr(target, streamed),
+        summary["nam"] = {"path": nam_path.name, "weights": ctx.extra["cost"]["weights"],
+                          "stream_esr_vs_target": esr(target, streamed),
                           "render_rtf": round(secs / (len(stream_in) / sr), 4)}
 
         # Listening files (validation block) and plots.
@@ -215,19 +226,18 @@ class AudioModule:
         plot_spectra(target, pred, sr, run_dir / "spectra.png", title)
         summary["artifacts"] = ["model.nam", "listening/input.wav", "listening/target.wav",
                                 "listening/prediction.wav", "waveforms.png", "spectra.png"]
+        ctx.extra["target"] = target
 
-        if cfg.compilation.enable:
-            try:
-                summary["compilation"] = self._compile(cfg, model, data, rf, run_dir, Xv, target)
-                failures = failed_rows(summary["compilation"]["rows"])
-            except Exception as e:  # the training result stands; the report says what failed
-                log.exception("compilation failed")
-                summary["compilation"] = {"error": f"{type(e).__name__}: {e}"}
-                failures = [f"compilation: {type(e).__name__}: {e}"]
-            summary["verification"] = verification_summary(not failures, failures, cfg.compilation.tolerances)
-        if prepared.device_report is not None:  # checked before training; the cost does not depend on the weights
-            summary["device"] = prepared.device_report.to_dict()
-        return summary
+    def compile(self, ctx: RunContext) -> list[str]:
+        """Streaming exports, each rendered block by block and judged; the failed rows."""
+        try:
+            ctx.summary["compilation"] = self._compile(ctx.cfg, ctx.model, ctx.data, ctx.extra["rf"], ctx.run_dir,
+                                                       ctx.extra["Xv"], ctx.extra["target"])
+            return failed_rows(ctx.summary["compilation"]["rows"])
+        except Exception as e:  # the training result stands; the report says what failed
+            log.exception("compilation failed")
+            ctx.summary["compilation"] = {"error": f"{type(e).__name__}: {e}"}
+            return [f"compilation: {type(e).__name__}: {e}"]
 
     def _compile(self, cfg, model, data, rf, run_dir: Path, Xv, target) -> dict[str, Any]:
         """Streaming exports (ONNX float/int8, TFLite float/int8/int16x8) and their verification table: each

@@ -2,12 +2,12 @@
 from __future__ import annotations
 
 import logging
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from modelmaker.ai_modules import AI_MODULES
+from modelmaker.ai_modules.base import AIModule, RunContext
 from modelmaker.ai_modules.timeseries.constants import HIGHER_IS_BETTER_SUFFIXES, MODALITY, TASK_TYPES
 from modelmaker.ai_modules.timeseries.layout import as_nchw
 from modelmaker.config.errors import one_line
@@ -53,7 +53,7 @@ def check_single_input(model, model_name: str, data) -> None:
 
 
 @AI_MODULES.register("timeseries", tasks=TASK_TYPES)
-class TimeSeriesModule:
+class TimeSeriesModule(AIModule):
     name = MODALITY
     tasks = TASK_TYPES
 
@@ -127,34 +127,23 @@ class TimeSeriesModule:
                          f"dataset.name: {cfg.dataset.name}")
         return prepared
 
-    def run(self, cfg, run_dir: Path, resume: bool = False, data=None, prepared=None) -> dict[str, Any]:
-        import torch
-
-        from tinyverse.export import export_onnx, run_onnx, torch_outputs
-        from tinyverse.training import TrainConfig, fit, load_task_weights
-        from tinyverse.training.tasks import build_task
-        from tinyverse.training.plots import plot_loss_curves
-
-        task_type = cfg.common.task_type
-        data = data if data is not None else self.load_data(cfg)
+    # -- the stages (modelmaker.ai_modules.base.AIModule.run calls them in order) ----------------------------------
+    def describe(self, ctx: RunContext) -> None:
+        cfg, run_dir, data, prepared = ctx.cfg, ctx.run_dir, ctx.data, ctx.prepared
         write_json(run_dir / "dataset.json", {"summary": data.summary(), "info": data.info})
         log.info("dataset %s: train %d / val %d / test %d, input %s, %s", data.name, len(data.y_train),
                  len(data.y_val), len(data.y_test), "x".join(map(str, data.input_shape)),
                  f"{data.num_classes} classes" if data.is_classification
                  else f"targets {'x'.join(map(str, data.target_shape))}")
-
-        from modelmaker.ai_modules.timeseries import compilation as comp_stage
-
-        prepared = prepared if prepared is not None else self.prepare(cfg, data)
-        comp_stage.write_device_check(run_dir, prepared.device_report)
         if prepared.source == "onnx":  # compile-only from an .onnx file: nothing to train or test in PyTorch
-            return comp_stage.run_onnx_file(self, cfg, run_dir, data, prepared)
-        model, model_args = prepared.model, prepared.model_args
-        summary: dict[str, Any] = {
-            "modality": self.name, "task_type": task_type, "dataset": data.summary(),
-            "model": {"name": cfg.training.model_name or prepared.model_name, "args": model_args,
+            return
+        model = prepared.model
+        summary = ctx.summary
+        summary.update({
+            "modality": self.name, "task_type": cfg.common.task_type, "dataset": data.summary(),
+            "model": {"name": cfg.training.model_name or prepared.model_name, "args": prepared.model_args,
                       "params": sum(p.numel() for p in model.parameters())},
-        }
+        })
         if prepared.model_path:
             summary["model"]["source"] = prepared.model_path
         spec = getattr(model, "spec", None)
@@ -168,11 +157,19 @@ class TimeSeriesModule:
                      cfg.training.model_name)
         if getattr(model, "receptive_field", None) is not None:
             summary["model"]["receptive_field"] = int(model.receptive_field)
+        ctx.extra["X"] = {s: as_nchw(getattr(data, f"X_{s}")) for s in ("train", "val", "test")}
+        ctx.extra["y"] = {s: getattr(data, f"y_{s}") for s in ("train", "val", "test")}
 
-        X = {s: as_nchw(getattr(data, f"X_{s}")) for s in ("train", "val", "test")}
-        y = {s: getattr(data, f"y_{s}") for s in ("train", "val", "test")}
-        t = cfg.training
-        task = build_task(task_type, model, optimizer=t.optimizer, learning_rate=t.learning_rate,
+    def train(self, ctx: RunContext) -> None:
+        from tinyverse.training import TrainConfig, fit, load_task_weights
+        from tinyverse.training.plots import plot_loss_curves
+        from tinyverse.training.tasks import build_task
+
+        if ctx.prepared.source == "onnx":
+            return
+        cfg, run_dir, data, t = ctx.cfg, ctx.run_dir, ctx.data, ctx.cfg.training
+        X, y = ctx.extra["X"], ctx.extra["y"]
+        task = build_task(cfg.common.task_type, ctx.model, optimizer=t.optimizer, learning_rate=t.learning_rate,
                           weight_decay=t.weight_decay, lr_scheduler=t.lr_scheduler, epochs=t.epochs,
                           label_smoothing=t.label_smoothing, num_classes=data.num_classes or None, loss=t.loss,
                           augmentation=t.augmentation.model_dump())
@@ -186,13 +183,24 @@ class TimeSeriesModule:
         has_val = len(y["val"]) > 0
         if t.enable:
             result = fit(task, (X["train"], y["train"]), (X["val"], y["val"]) if has_val else None, run_dir,
-                         train_cfg, resume_from=run_dir / "checkpoints" / "last.ckpt" if resume else None)
+                         train_cfg, resume_from=run_dir / "checkpoints" / "last.ckpt" if ctx.resume else None)
             load_task_weights(task, result.best_checkpoint)
-            summary["training"] = {"epochs_run": result.epochs_run, "best_checkpoint": result.best_checkpoint,
-                                   f"best_{monitor}": result.best_score}
+            ctx.summary["training"] = {"epochs_run": result.epochs_run, "best_checkpoint": result.best_checkpoint,
+                                       f"best_{monitor}": result.best_score}
             plot_loss_curves(result.metrics_csv, run_dir / "loss_curves.png")
-        model = task.model.eval()
+        ctx.extra["task"] = task
+        ctx.model = task.model.eval()
 
+    def test(self, ctx: RunContext) -> None:
+        import torch
+
+        from modelmaker.ai_modules.timeseries import compilation as comp_stage
+        from tinyverse.export import export_onnx, run_onnx
+
+        if ctx.prepared.source == "onnx":
+            return
+        cfg, run_dir, data, model, summary = ctx.cfg, ctx.run_dir, ctx.data, ctx.model, ctx.summary
+        X, task = ctx.extra["X"], ctx.extra["task"]
         evaluation, outputs = None, None
         if cfg.testing.enable:
             outputs = comp_stage.split_outputs(model, X, cfg.testing.batch_size)
@@ -200,7 +208,7 @@ class TimeSeriesModule:
             if evaluation is not None:
                 summary["test"] = evaluation.to_dict()
                 task.write_plots(run_dir, outputs, data, evaluation,
-                                 f"{cfg.training.model_name or prepared.model_name} on {data.name}")
+                                 f"{cfg.training.model_name or ctx.prepared.model_name} on {data.name}")
                 log.info("test: %s", ", ".join(f"{k} {v:.4g}" for k, v in evaluation.metrics.items()))
 
             # The float ONNX model is checked on the whole test split, against PyTorch.
@@ -214,18 +222,28 @@ class TimeSeriesModule:
                 # value metrics (RMSE, sMAPE) move in the last digits with float noise: equal to 1e-4 relative
                 summary["onnx"]["parity"] = bool(diff < 1e-4 and np.isclose(onnx_metric, evaluation.value,
                                                                              rtol=1e-4, atol=1e-7))
-            if ref.ndim == 2 and ref.shape[1] > 1:
+            if data.is_classification:
                 summary["onnx"]["argmax_agreement"] = float((onnx_out.argmax(1) == ref.argmax(1)).mean())
             log.info("ONNX parity on the test split: max |diff| %.2e", diff)
-        comp_stage.report_blocks(self, spec, prepared.device_report)
-        if prepared.device_report is not None:
-            summary["device"] = prepared.device_report.to_dict()
-        if cfg.compilation.enable and getattr(self, "fitted_transforms", None):  # golden features for device code
+        ctx.extra["evaluation"], ctx.extra["outputs"] = evaluation, outputs
+        comp_stage.report_blocks(self, getattr(model, "spec", None), ctx.prepared.device_report)
+        if ctx.prepared.device_report is not None:
+            summary["device"] = ctx.prepared.device_report.to_dict()
+
+    def compile(self, ctx: RunContext) -> list[str]:
+        """Quantize (PTQ or QAT), export, verify every artifact, check the device; the failed rows."""
+        from modelmaker.ai_modules.timeseries import compilation as comp_stage
+
+        cfg, run_dir = ctx.cfg, ctx.run_dir
+        if ctx.prepared.source == "onnx":
+            ctx.summary.update(comp_stage.run_onnx_file(self, cfg, run_dir, ctx.data, ctx.prepared))
+            return list((ctx.summary.get("verification") or {}).get("failures", []))
+        if getattr(self, "fitted_transforms", None):  # golden features for device code
             from tinyverse.timeseries.transforms.golden import export_feature_extraction
 
-            summary["feature_extraction"] = export_feature_extraction(
+            ctx.summary["feature_extraction"] = export_feature_extraction(
                 self.fitted_transforms, self.raw_test_X, run_dir, count=cfg.compilation.golden_vectors)
-        if cfg.compilation.enable:  # quantize (PTQ or QAT), export, verify every artifact, check the device
-            model = comp_stage.compile_stage(self, cfg, run_dir, model, X, y, summary, task, data, evaluation,
-                                             outputs)
-        return summary
+        ctx.model = comp_stage.compile_stage(self, cfg, run_dir, ctx.model, ctx.extra["X"], ctx.extra["y"],
+                                             ctx.summary, ctx.extra["task"], ctx.data, ctx.extra["evaluation"],
+                                             ctx.extra["outputs"])
+        return list(ctx.summary["verification"]["failures"])
