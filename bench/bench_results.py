@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import platform
 import re
 import statistics
@@ -41,8 +42,6 @@ def machine() -> dict:
     model = re.search(r"model name\s*:\s*(.*)", info)
     flags = set((re.search(r"flags\s*:\s*(.*)", info) or re.search(r"Features\s*:\s*(.*)", info)
                  or re.search("()", "")).group(1).split())
-    import os
-
     return {"cpu": model.group(1).strip() if model else platform.processor() or platform.machine(),
             "arch": platform.machine(), "cores": os.cpu_count(),
             "int8_flags": sorted(flags & {"avx2", "avx512f", "avx512bw", "avx512_vnni", "avx_vnni", "asimddp", "i8mm"}),
@@ -77,8 +76,6 @@ def one_run(config: Path, seed: int, out: Path) -> dict:
         summary = json.loads((out / name / "summary.json").read_text())
     rows = {r["artifact"]: r for r in (summary.get("compilation") or {}).get("verification", [])
             or (summary.get("compilation") or {}).get("rows", [])}
-    import os
-
     rec = {"seed": seed, "wall_s": round(time.time() - t0, 1), "load_avg_1min": round(os.getloadavg()[0], 2),
            "verification": (summary.get("verification") or {}).get("status"),
            "failures": (summary.get("verification") or {}).get("failures", []), "error": failed,

@@ -25,18 +25,11 @@ ORT_ROWS = ("ONNX float (ORT format)", "ONNX int8 (ORT format)")
 
 
 @pytest.fixture(autouse=True)
-def clean_registries(monkeypatch, tmp_path, tmp_path_factory):
+def clean_registries(monkeypatch, tmp_path, tmp_path_factory, restore_registries):
     """No user folder or env paths leak in; whatever a test registers or loads is removed afterwards."""
     monkeypatch.setattr(extensions, "DEFAULT_FOLDER", tmp_path / "no-default-folder")
     monkeypatch.delenv(extensions.ENV_PATHS, raising=False)
     monkeypatch.setenv("TINYVERSE_CACHE", str(tmp_path_factory.getbasetemp() / "cache"))
-    before = {label: set(reg.names()) for label, reg in extensions.registries().items()}
-    state = (dict(extensions._STATE.loaded), dict(extensions._STATE.failed))
-    yield
-    for label, reg in extensions.registries().items():
-        for name in set(reg.names()) - before.get(label, set()):
-            reg.unregister(name)
-    extensions._STATE.loaded, extensions._STATE.failed = state
 
 
 def is_ort_format(path: Path) -> bool:

@@ -16,19 +16,11 @@ EXAMPLES = Path(__file__).resolve().parents[1] / "examples" / "extensions"
 
 
 @pytest.fixture(autouse=True)
-def clean_extensions(monkeypatch, tmp_path):
+def clean_extensions(monkeypatch, tmp_path, restore_registries):
     """No user folder or env paths leak in; whatever a test registers or records is removed afterwards."""
     monkeypatch.setattr(extensions, "DEFAULT_FOLDER", tmp_path / "no-default-folder")
     monkeypatch.delenv(extensions.ENV_PATHS, raising=False)
     monkeypatch.delenv(extensions.ENV_OFF, raising=False)
-    regs = extensions.registries()
-    before = {label: set(reg.names()) for label, reg in regs.items()}
-    state = (dict(extensions._STATE.loaded), dict(extensions._STATE.failed))
-    yield
-    for label, reg in extensions.registries().items():
-        for name in set(reg.names()) - before.get(label, set()):
-            reg.unregister(name)
-    extensions._STATE.loaded, extensions._STATE.failed = state
 
 
 NET_AND_DATA = '''

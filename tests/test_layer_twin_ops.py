@@ -29,16 +29,9 @@ SPEC = {"inputs": {"x": [2, 64, 1]}, "layers": {
 
 
 @pytest.fixture()
-def clean_registries(monkeypatch, tmp_path):
-    """Whatever a test registers or loads is removed afterwards (as in test_extensions)."""
+def clean_registries(monkeypatch, tmp_path, restore_registries):
+    """Whatever a test registers or loads is removed afterwards (the shared restore_registries fixture)."""
     monkeypatch.setattr(extensions, "DEFAULT_FOLDER", tmp_path / "no-default-folder")
-    before = {label: set(reg.names()) for label, reg in extensions.registries().items()}
-    state = (dict(extensions._STATE.loaded), dict(extensions._STATE.failed))
-    yield
-    for label, reg in extensions.registries().items():
-        for name in set(reg.names()) - before.get(label, set()):
-            reg.unregister(name)
-    extensions._STATE.loaded, extensions._STATE.failed = state
 
 
 @pytest.fixture()

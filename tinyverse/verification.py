@@ -59,6 +59,10 @@ class Check:
     op: str = "<="
 
     @property
+    def symbol(self) -> str:
+        return "≤" if self.op == "<=" else "≥"
+
+    @property
     def passed(self) -> bool:
         if self.value is None or not np.isfinite(self.value):
             return False
@@ -66,7 +70,7 @@ class Check:
 
     def describe(self) -> str:
         shown = "n/a" if self.value is None else f"{self.value:.3g}"
-        return f"{self.name} {shown} {'≤' if self.op == '<=' else '≥'} {self.bound:.3g}"
+        return f"{self.name} {shown} {self.symbol} {self.bound:.3g}"
 
     def to_dict(self) -> dict[str, Any]:
         return {"name": self.name, "value": self.value, "bound": self.bound, "op": self.op, "pass": self.passed}
@@ -90,7 +94,7 @@ class Verdict:
 
     @property
     def rule(self) -> str:
-        return "; ".join(f"{c.name} {'≤' if c.op == '<=' else '≥'} {c.bound:.3g}" for c in self.checks) or "-"
+        return "; ".join(f"{c.name} {c.symbol} {c.bound:.3g}" for c in self.checks) or "-"
 
     def to_dict(self) -> dict[str, Any]:
         return {"status": self.status, "rule": self.rule, "checks": [c.to_dict() for c in self.checks],

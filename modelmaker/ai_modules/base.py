@@ -17,6 +17,7 @@ otherwise ignore (``modelmaker.ai_modules.keys``).
 from __future__ import annotations
 
 import logging
+from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -40,9 +41,9 @@ class RunContext:
     extra: dict[str, Any] = field(default_factory=dict)  # whatever a modality's stages share among themselves
 
 
-class AIModule:
+class AIModule(ABC):
     """Base of every modality (``AI_MODULES`` entries). Subclasses set ``name`` and ``tasks`` and implement the
-    stages; ``run`` is the shared plumbing."""
+    stages (a subclass missing one cannot be instantiated); ``run`` is the shared plumbing."""
 
     name: str = ""
     tasks: tuple[str, ...] = ()
@@ -51,23 +52,23 @@ class AIModule:
     def unused_keys(cls, cfg) -> list:
         return []
 
-    def load_data(self, cfg):
-        raise NotImplementedError
+    @abstractmethod
+    def load_data(self, cfg): ...
 
-    def prepare(self, cfg, data) -> Prepared:
-        raise NotImplementedError
+    @abstractmethod
+    def prepare(self, cfg, data) -> Prepared: ...
 
-    def describe(self, ctx: RunContext) -> None:
-        raise NotImplementedError
+    @abstractmethod
+    def describe(self, ctx: RunContext) -> None: ...
 
-    def train(self, ctx: RunContext) -> None:
-        raise NotImplementedError
+    @abstractmethod
+    def train(self, ctx: RunContext) -> None: ...
 
-    def test(self, ctx: RunContext) -> None:
-        raise NotImplementedError
+    @abstractmethod
+    def test(self, ctx: RunContext) -> None: ...
 
-    def compile(self, ctx: RunContext) -> list[str]:
-        raise NotImplementedError
+    @abstractmethod
+    def compile(self, ctx: RunContext) -> list[str]: ...
 
     def run(self, cfg, run_dir: Path, resume: bool = False, data=None, prepared: Prepared | None = None,
             **_: Any) -> dict[str, Any]:

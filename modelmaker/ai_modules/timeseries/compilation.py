@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 
 from modelmaker.compilation import (ModelFileError, Prepared, compile_onnx_file, load_model_file, onnx_outputs,
-                                    precheck_device, verification_summary, write_device_check)
+                                    precheck_device, write_device_check)
 from modelmaker.ai_modules.timeseries.layout import as_nchw
 from modelmaker.run_folder import write_json
 
@@ -113,8 +113,10 @@ def quantization_summary(mode: str, metric: str, float_metric, rep, qat_float=No
 
 
 def compile_stage(module, cfg, run_dir: Path, model, X: dict, y: dict, summary: dict, task=None, data=None,
-                  evaluation=None, outputs: dict | None = None) -> Any:
+                  evaluation=None, outputs: dict | None = None) -> tuple[Any, list[str]]:
     """QAT (optional), then ``compile_model`` into the run folder; fills summary and the report blocks.
+
+    Returns the model (QAT changes it) and the rows that failed verification (``artifact: why``).
 
     ``evaluation`` and ``outputs`` (the model's val/test outputs) are the testing stage's (computed here when
     testing is disabled); the evaluation's ``metric_fn`` is the verification table's metric, recomputed for every
@@ -158,9 +160,9 @@ def compile_stage(module, cfg, run_dir: Path, model, X: dict, y: dict, summary: 
                         metric_fn=metric_fn, header_defines=defines, header_notes=notes,
                         tolerances=comp.tolerances, higher_is_better=_higher_is_better(evaluation),
                         classifier=data.is_classification if data is not None else None)
-    finish(module, cfg, run_dir, rep, summary, quantization_summary(
+    failures = finish(module, cfg, run_dir, rep, summary, quantization_summary(
         "qat" if qat_float is not None else "ptq", metric, float_metric, rep, qat_float), len(calib))
-    return model
+    return model, failures
 
 
 def _reusable_float_onnx(run_dir: Path, weights_unchanged: bool) -> Path | None:
@@ -169,15 +171,15 @@ def _reusable_float_onnx(run_dir: Path, weights_unchanged: bool) -> Path | None:
     return path if weights_unchanged and path.is_file() else None
 
 
-def finish(module, cfg, run_dir: Path, rep, summary: dict, quant: dict | None, calib_samples: int) -> None:
-    """compile_report.json, summary sections, log lines and report blocks of a compile step."""
+def finish(module, cfg, run_dir: Path, rep, summary: dict, quant: dict | None, calib_samples: int) -> list[str]:
+    """compile_report.json, summary sections, log lines and report blocks of a compile step; returns the rows that
+    failed verification (``summary["verification"]`` is the AI module's, from them)."""
     data = rep.to_dict()
     data.pop("device", None)  # it is summary["device"]
     data["calibration"] = {"split": "train", "samples": calib_samples,
                            "requested": cfg.compilation.calibration_samples}
     write_json(run_dir / "compile_report.json", rep.to_dict())
     summary["compilation"] = data
-    summary["verification"] = verification_summary(rep.verified, rep.failures, cfg.compilation.tolerances)
     if quant is not None:
         summary["quantization"] = quant
     if rep.device is not None:
@@ -209,6 +211,7 @@ def finish(module, cfg, run_dir: Path, rep, summary: dict, quant: dict | None, c
         blocks["Device"] = dev_md
     blocks["Verification"] = md
     module.report_blocks = blocks
+    return rep.failures
 
 
 def report_blocks(module, spec, device_report) -> None:
@@ -221,19 +224,22 @@ def report_blocks(module, spec, device_report) -> None:
     module.report_blocks = blocks
 
 
-def run_onnx_file(module, cfg, run_dir: Path, data, prep: Prepared) -> dict[str, Any]:
-    """Compile-only for an ``.onnx`` file: int8 QDQ, verification on the test split, spec-free device checks."""
+def onnx_file_summary(module, cfg, data, prep: Prepared) -> dict[str, Any]:
+    """What a run of a bare ``.onnx`` file is (its summary head; the notes go into the report)."""
+    module.report_blocks = {"Notes": "\n".join(f"- {n}" for n in prep.notes)}
+    return {"modality": module.name, "task_type": cfg.common.task_type, "dataset": data.summary(),
+            "model": {"name": prep.model_name, "source": f"onnx file {prep.model_path}"}}
+
+
+def run_onnx_file(module, cfg, run_dir: Path, data, prep: Prepared, summary: dict[str, Any]) -> list[str]:
+    """Compile-only for an ``.onnx`` file: int8 QDQ, verification on the test split, spec-free device checks.
+
+    Fills ``summary``; returns the rows that failed verification."""
     from tinyverse.compile import DEFAULT_EXPORTERS
     from tinyverse.registry import TASKS
 
     X = {s: as_nchw(getattr(data, f"X_{s}")) for s in ("train", "val", "test")}
     comp = cfg.compilation
-    summary: dict[str, Any] = {"modality": module.name, "task_type": cfg.common.task_type,
-                               "dataset": data.summary(),
-                               "model": {"name": prep.model_name, "source": f"onnx file {prep.model_path}"}}
-    module.report_blocks = {"Notes": "\n".join(f"- {n}" for n in prep.notes)}
-    if not comp.enable:
-        return summary
     # The task's metric on the file's own outputs (there is no PyTorch model to compare with).
     outputs = {s: onnx_outputs(prep.model_path, X[s]) for s in ("val", "test") if len(X[s])}
     evaluation = evaluate(TASKS.get(cfg.common.task_type), outputs, data)
@@ -246,6 +252,7 @@ def run_onnx_file(module, cfg, run_dir: Path, data, prep: Prepared) -> dict[str,
                             metric_fn=metric_fn, tolerances=comp.tolerances,
                             higher_is_better=_higher_is_better(evaluation), classifier=data.is_classification)
     float_metric = rep.rows[0].metric
-    finish(module, cfg, run_dir, rep, summary, quantization_summary("ptq", metric, float_metric, rep), len(calib))
+    failures = finish(module, cfg, run_dir, rep, summary, quantization_summary("ptq", metric, float_metric, rep),
+                      len(calib))
     module.report_blocks["Skipped"] = "\n".join(f"- {k}: {v}" for k, v in rep.info.get("skipped", {}).items())
-    return summary
+    return failures

@@ -8,6 +8,7 @@ import numpy as np
 
 from modelmaker.ai_modules import AI_MODULES
 from modelmaker.ai_modules.base import AIModule, RunContext
+from modelmaker.ai_modules.timeseries import compilation as comp_stage
 from modelmaker.ai_modules.timeseries.constants import HIGHER_IS_BETTER_SUFFIXES, MODALITY, TASK_TYPES
 from modelmaker.ai_modules.timeseries.layout import as_nchw
 from modelmaker.config.errors import one_line
@@ -115,10 +116,9 @@ class TimeSeriesModule(AIModule):
 
     def prepare(self, cfg, data):
         """The model (built, or loaded from compilation.model_path) and its device check, before the run folder."""
-        from modelmaker.ai_modules.timeseries.compilation import prepare
         from tinyverse.timeseries.data.checks import check_length
 
-        prepared = prepare(self, cfg, data)
+        prepared = comp_stage.prepare(self, cfg, data)
         if prepared.source == "checkpoint":  # rebuilt from its model_spec.yaml, not by build_model
             check_single_input(prepared.model, prepared.model_name or "compilation.model_path", data)
         receptive_field = getattr(prepared.model, "receptive_field", None)
@@ -136,6 +136,7 @@ class TimeSeriesModule(AIModule):
                  f"{data.num_classes} classes" if data.is_classification
                  else f"targets {'x'.join(map(str, data.target_shape))}")
         if prepared.source == "onnx":  # compile-only from an .onnx file: nothing to train or test in PyTorch
+            ctx.summary.update(comp_stage.onnx_file_summary(self, cfg, data, prepared))
             return
         model = prepared.model
         summary = ctx.summary
@@ -194,7 +195,6 @@ class TimeSeriesModule(AIModule):
     def test(self, ctx: RunContext) -> None:
         import torch
 
-        from modelmaker.ai_modules.timeseries import compilation as comp_stage
         from tinyverse.export import export_onnx, run_onnx
 
         if ctx.prepared.source == "onnx":
@@ -232,18 +232,16 @@ class TimeSeriesModule(AIModule):
 
     def compile(self, ctx: RunContext) -> list[str]:
         """Quantize (PTQ or QAT), export, verify every artifact, check the device; the failed rows."""
-        from modelmaker.ai_modules.timeseries import compilation as comp_stage
 
         cfg, run_dir = ctx.cfg, ctx.run_dir
         if ctx.prepared.source == "onnx":
-            ctx.summary.update(comp_stage.run_onnx_file(self, cfg, run_dir, ctx.data, ctx.prepared))
-            return list((ctx.summary.get("verification") or {}).get("failures", []))
+            return comp_stage.run_onnx_file(self, cfg, run_dir, ctx.data, ctx.prepared, ctx.summary)
         if getattr(self, "fitted_transforms", None):  # golden features for device code
             from tinyverse.timeseries.transforms.golden import export_feature_extraction
 
             ctx.summary["feature_extraction"] = export_feature_extraction(
                 self.fitted_transforms, self.raw_test_X, run_dir, count=cfg.compilation.golden_vectors)
-        ctx.model = comp_stage.compile_stage(self, cfg, run_dir, ctx.model, ctx.extra["X"], ctx.extra["y"],
-                                             ctx.summary, ctx.extra["task"], ctx.data, ctx.extra["evaluation"],
-                                             ctx.extra["outputs"])
-        return list(ctx.summary["verification"]["failures"])
+        ctx.model, failures = comp_stage.compile_stage(self, cfg, run_dir, ctx.model, ctx.extra["X"], ctx.extra["y"],
+                                                       ctx.summary, ctx.extra["task"], ctx.data,
+                                                       ctx.extra["evaluation"], ctx.extra["outputs"])
+        return failures
