@@ -20,6 +20,7 @@ import numpy as np
 from tinyverse.audio.audiofile import AudioFileError, read_audio
 from tinyverse.audio.capture import CaptureLayout, DeviceSettings, generated_capture, standard_input
 from tinyverse.audio.metrics import esr
+from tinyverse.audio.split import detect_layout, find_repeats, parse_range, subtract_regions
 from tinyverse.errors import DatasetError
 from tinyverse.registry import DATASETS
 
@@ -37,6 +38,9 @@ LATENCY_SLACK = 10_000
 MIN_CORRELATION = 0.1
 WARN_LAG = 20
 MISALIGNED_SECONDS = 0.01
+# NAM captures are usually recorded so the output peaks within about -20..-1 dBFS; far below, the noise floor and
+# quantization weigh in the ESR; (clipping above is an error of its own).
+QUIET_OUTPUT_PEAK_DB = -30.0
 
 
 @dataclass
@@ -131,12 +135,18 @@ class CaptureData:
     ny: int = 8192
     metadata: dict[str, Any] = field(default_factory=dict)
     name: str = "nam_capture"
+    # Regions training never touches: audio whose input repeats the validation input (see tinyverse.audio.split).
+    excluded: list[list[int]] = field(default_factory=list)
+
+    def train_regions(self) -> list[list[int]]:
+        """The training region minus :attr:`excluded`, as disjoint ``[start, stop)`` pieces."""
+        return subtract_regions(self.layout.train, self.excluded)
 
     def summary(self) -> dict[str, Any]:
         v0, v1 = self.layout.validation[-1]
-        t0, t1 = self.layout.train
+        train = sum(b - a for a, b in self.train_regions())
         return {"name": self.name, "sample_rate": self.sample_rate, "seconds": round(len(self.x) / self.sample_rate, 2),
-                "train_seconds": round((t1 - t0) / self.sample_rate, 2),
+                "train_seconds": round(train / self.sample_rate, 2),
                 "validation_seconds": round((v1 - v0) / self.sample_rate, 2),
                 "latency": self.latency.delay, "latency_delays": self.latency.delays,
                 "latency_manual": self.latency.manual, "repeatability_esr": self.repeatability_esr,
@@ -153,13 +163,18 @@ class CaptureData:
     def windows(self, receptive_field: int, ny: int | None = None, stride: int | None = None,
                 region: tuple[int, int] | None = None) -> tuple[np.ndarray, np.ndarray]:
         """Training windows of ``ny`` output samples, each input window with ``receptive_field − 1`` samples
-        of context before it: x (N, ny + rf − 1), y (N, ny)."""
+        of context before it: x (N, ny + rf − 1), y (N, ny). A window (context included) never overlaps
+        :attr:`excluded` audio."""
         t0, t1 = region or self.layout.train
         ctx = receptive_field - 1
-        start = max(t0, ctx)
         ny = ny or self.ny
         stride = stride or ny
-        starts = np.arange(start, t1 - ny + 1, stride)
+        pieces = subtract_regions([t0, t1], self.excluded)
+        # Context may reach before a piece, but never into excluded audio or before the file.
+        floor = {a: max(0, max([e1 for e0, e1 in self.excluded if e1 <= a], default=0)) for a, _ in pieces}
+        starts = np.concatenate([np.arange(max(a, floor[a] + ctx), b - ny + 1, stride) for a, b in pieces]) \
+            if pieces else np.zeros(0, int)
+        starts = starts.astype(int)
         if starts.size == 0:
             raise DatasetError(f"training region ({(t1 - t0) / self.sample_rate:.1f} s) is shorter than one window of "
                                f"{ny} samples plus {ctx} of context; use a longer capture or a smaller window")
@@ -177,15 +192,19 @@ class NamCaptureDataset:
     or a number of samples. ``length_tolerance``: samples the two files may differ by (the longer is cut).
     ``ny``: output samples per training window (NAM: 8192). ``metadata``: .nam metadata for the exported
     model (name, modeled_by, gear_make, gear_model, gear_type, tone_type, input_level_dbu, ...).
-    The layout (validation blocks, blips) comes from ``<input>.layout.json`` next to the input, or from
-    recognising the generated input; otherwise the last ``validation_seconds`` are the validation block.
+    The layout (validation blocks, blips) comes from ``<input>.layout.json`` next to the input, from recognising
+    the generated input, or from NAM's layout found by content (:func:`tinyverse.audio.split.detect_layout`);
+    otherwise the last ``validation_seconds`` are the validation block. ``train_range`` / ``validation_range``
+    (``[start, stop]``, seconds or ``"N samples"``, negative from the end) override the regions. No training
+    window overlaps audio whose input repeats the scored validation input (``CaptureData.excluded``).
     """
 
     def __init__(self, input_path: str | None = None, output_path: str | None = None, latency: int | str = "auto",
                  length_tolerance: int = 48_000, generated_seconds: float = 40.0, seed: int = 0,
                  device: dict[str, Any] | None = None, validation_seconds: float = 4.0,
                  clip_level: float = 0.999, silence_db: float = -60.0, sample_rate: int = 48_000,
-                 ny: int = 8192, metadata: dict[str, Any] | None = None) -> None:
+                 ny: int = 8192, metadata: dict[str, Any] | None = None,
+                 train_range: list[Any] | None = None, validation_range: list[Any] | None = None) -> None:
         if (input_path is None) != (output_path is None):
             missing = "output_path" if output_path is None else "input_path"
             raise DatasetError(f"dataset.{missing}: give both input_path and output_path, or neither for the "
@@ -198,6 +217,11 @@ class NamCaptureDataset:
         self.validation_seconds, self.clip_level, self.silence_db = validation_seconds, clip_level, silence_db
         self.sample_rate = int(sample_rate)
         self.ny, self.metadata = int(ny), dict(metadata or {})
+        for key, value in (("train_range", train_range), ("validation_range", validation_range)):
+            if value is not None and (not isinstance(value, (list, tuple)) or len(value) != 2):
+                raise DatasetError(f"dataset.{key}: expected [start, stop] in seconds (or 'N samples'; null for the "
+                                   f"edge; negative counts from the end), got {value!r}")
+        self.train_range, self.validation_range = train_range, validation_range
 
     # -- layout ------------------------------------------------------------------------------------------
     def _layout(self, inp: Path, x: np.ndarray, sr: int, warnings: list[str]) -> tuple[CaptureLayout, str]:
@@ -214,6 +238,14 @@ class NamCaptureDataset:
             ref, layout = standard_input(sr, self.seed, seconds)
             if len(ref) == len(x) and np.allclose(ref, x, atol=1e-4):
                 return layout, "recognised generated input"
+        # NAM's standard input (or one built like it): a validation block that repeats, blips after it.
+        layout = detect_layout(x, sr)
+        if layout is not None:
+            return layout, "detected by content (a validation block that repeats, blips)"
+        if self.validation_range is not None:  # the user says where to validate: no tail fallback needed
+            n = len(x)
+            return CaptureLayout(sample_rate=sr, length=n, validation=[[n, n]], blips=[], blip_window=[0, 0],
+                                 background=[0, 0], train=[0, n]), "custom ranges"
         n, v = len(x), int(self.validation_seconds * sr)
         if n < 4 * v:
             raise DatasetError(f"dataset.validation_seconds: {self.validation_seconds} s is more than a quarter of the "
@@ -225,6 +257,38 @@ class NamCaptureDataset:
         layout = CaptureLayout(sample_rate=sr, length=n, validation=[[n - v, n]], blips=[], blip_window=[0, 0],
                                background=[0, 0], train=[0, n - v])
         return layout, "tail"
+
+    # -- split -------------------------------------------------------------------------------------------
+    def _split(self, layout: CaptureLayout, x: np.ndarray, sr: int, info: dict[str, Any],
+               warnings: list[str]) -> list[list[int]]:
+        """Apply ``train_range`` / ``validation_range`` to ``layout``; return the audio training must skip: every
+        place whose input repeats the scored validation input. What was done goes to ``info`` (dataset.json)."""
+        n = len(x)
+        if self.validation_range is not None:
+            layout.validation = [parse_range(self.validation_range, sr, n, "dataset.validation_range")]
+        if self.train_range is not None:
+            layout.train = parse_range(self.train_range, sr, n, "dataset.train_range")
+        v0, v1 = layout.validation[-1]
+        if v1 <= v0:
+            raise DatasetError("dataset.validation_range: required for this capture (its layout has no validation "
+                               "block); give [start, stop] in seconds")
+        t0, t1 = layout.train
+        if self.train_range is not None and t0 < v1 and v0 < t1:
+            raise DatasetError(f"dataset.train_range: [{t0}, {t1}) overlaps the validation block [{v0}, {v1}) (samples); "
+                               "training on the scored audio leaks the validation ESR")
+        repeats = find_repeats(x, [v0, v1], [0, n], sr)
+        overlap = [[max(a, t0), min(b, t1)] for a, b in repeats if a < t1 and t0 < b]
+        excluded = sorted(repeats + [[v0, v1]])  # nor the scored block itself (a default train region may hold it)
+        info["split"] = {"train": [t0, t1], "validation": [v0, v1],
+                         "custom": {"train_range": self.train_range, "validation_range": self.validation_range},
+                         "validation_input_repeats": repeats,
+                         "excluded_from_training_seconds": round(sum(b - a for a, b in overlap) / sr, 3)}
+        if overlap:
+            warnings.append(f"the training region holds {info['split']['excluded_from_training_seconds']:g} s whose "
+                            "input repeats the validation input; those windows are left out of training so the "
+                            "validation ESR is not leaked")
+            log.warning("%s", warnings[-1])
+        return excluded
 
     # -- pair checks -------------------------------------------------------------------------------------
     def _check_lengths(self, inp: Path, out: Path, nx: int, ny: int, sr: int) -> None:
@@ -338,10 +402,16 @@ class NamCaptureDataset:
                                 "likely noise/hum, a time-based effect (delay, reverb, modulation) or a knob moved "
                                 "during the recording")
                 log.warning("%s", warnings[-1])
+        excluded = self._split(layout, x, sr_x, info, warnings)
+        peak_db = 20 * np.log10(float(np.max(np.abs(y))) + 1e-12)
+        if peak_db < QUIET_OUTPUT_PEAK_DB:
+            warnings.append(f"output {out.name} peaks at {peak_db:.0f} dBFS, far below NAM's usual range (about -20 to "
+                            "-1 dBFS): noise and quantization weigh in the ESR; record the output hotter")
+            log.warning("%s", warnings[-1])
         meta = {k: v for k, v in (info.get("device") or {}).items() if k.startswith(("gear_", "tone_"))}
         meta.update(self.metadata)
         data = CaptureData(x.astype(np.float32), y.astype(np.float32), sr_x, layout, latency, rep, warnings, info,
-                           ny=self.ny, metadata=meta)
+                           ny=self.ny, metadata=meta, excluded=excluded)
         log.info("capture: %.1f s at %d Hz, latency %d samples (%s), repeatability ESR %s", len(x) / sr_x, sr_x,
                  latency.delay, "manual" if latency.manual else f"blips {latency.delays}",
                  "n/a" if rep is None else f"{rep:.2e}")
