@@ -17,6 +17,7 @@ otherwise ignore (``modelmaker.ai_modules.keys``).
 from __future__ import annotations
 
 import logging
+import os
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -52,6 +53,30 @@ class AIModule(ABC):
     def unused_keys(cls, cfg) -> list:
         return []
 
+    def auto_threads(self, cores: int) -> int | None:
+        """CPU threads for ``training.threads: auto`` on a machine with ``cores`` logical cores; None keeps
+        torch's own default (one per physical core)."""
+        return None
+
+    def set_threads(self, cfg) -> dict[str, Any]:
+        """Apply ``training.threads`` (CPU runs only), log it and return what was chosen and why."""
+        import torch
+
+        cores = os.cpu_count() or 1
+        setting = cfg.training.threads
+        on_gpu = cfg.training.accelerator not in ("cpu", "auto") or (
+            cfg.training.accelerator == "auto" and torch.cuda.is_available())
+        if setting == "auto":
+            chosen = None if on_gpu else self.auto_threads(cores)
+            why = "auto: torch's default" if chosen is None else f"auto: the {self.name} default for {cores} cores"
+        else:
+            chosen, why = int(setting), "training.threads"
+        if chosen is not None:
+            torch.set_num_threads(chosen)
+        threads = torch.get_num_threads()
+        log.info("torch CPU threads: %d (%s; %d logical cores)", threads, why, cores)
+        return {"threads": threads, "setting": setting, "why": why, "cores": cores}
+
     @abstractmethod
     def load_data(self, cfg): ...
 
@@ -78,6 +103,7 @@ class AIModule(ABC):
         prepared = prepared if prepared is not None else self.prepare(cfg, data)
         ctx = RunContext(cfg, Path(run_dir), data, prepared, resume, model=prepared.model)
         write_device_check(ctx.run_dir, prepared.device_report)
+        ctx.summary["threads"] = self.set_threads(cfg)
         self.describe(ctx)
         self.train(ctx)
         self.test(ctx)

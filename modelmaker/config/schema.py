@@ -16,7 +16,7 @@ import inspect
 import os
 import string
 from pathlib import Path
-from typing import Any, ClassVar, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import (BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_serializer,
                       model_validator)
@@ -325,6 +325,8 @@ class TrainingSection(StrictModel):
     strategy: str = "auto"
     precision: Literal[PRECISIONS] = "32-true"  # type: ignore[valid-type]
     num_workers: int = Field(0, ge=0)
+    # torch CPU threads for training and evaluation: "auto" asks the modality (AIModule.auto_threads), or a count.
+    threads: Annotated[int, Field(ge=1)] | Literal["auto"] = "auto"
     quantization: Literal["none", "ptq", "qat"] = "none"
     qat_epochs: int = Field(10, ge=0)
 
