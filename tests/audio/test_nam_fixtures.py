@@ -189,8 +189,8 @@ def test_unsupported_version_names_file(tmp_path: Path, version: str) -> None:
 def test_newer_layout_and_bad_activation_are_refused(tmp_path: Path) -> None:
     d = _small_wavenet_dict()
     d["version"] = "0.7.0"
-    d["config"]["layers"][0]["bottleneck"] = 2  # an A2-style key this reader does not implement
-    with pytest.raises(NamFormatError, match=r"a2\.nam.*bottleneck"):
+    d["config"]["layers"][0]["groups_1x1"] = 2  # an old trainer key Core no longer reads: never ignored silently
+    with pytest.raises(NamFormatError, match=r"a2\.nam.*groups_1x1"):
         load_nam(_write(tmp_path, "a2.nam", d))
     d = _small_wavenet_dict()
     d["config"]["layers"][0]["activation"] = "Swish"

@@ -14,18 +14,36 @@ from .format import (
     save_nam,
 )
 from .presets import A1_LSTM, A1_WAVENET, a1_wavenet_layers
-from .models import CORE_ACTIVATIONS, NAMLSTM, NAMLinear, NAMModel, NAMWaveNet, NamWeightError, fast_tanh, render
+from .activations import NamActivation
+from .container import NAMSlimmableContainer
+from .models import (
+    CORE_ACTIVATIONS,
+    FILE_VERSIONS,
+    NAMLSTM,
+    NAMLinear,
+    NAMModel,
+    NAMWaveNet,
+    NamWeightError,
+    fast_tanh,
+    nam_object,
+    render,
+)
+from .wavenet_layers import LayerArraySpec
 
 __all__ = [
     "A1_LSTM",
     "A1_WAVENET",
     "a1_wavenet_layers",
     "CORE_ACTIVATIONS",
+    "FILE_VERSIONS",
     "GEAR_TYPES",
+    "LayerArraySpec",
     "NAMLSTM",
     "NAMLinear",
     "NAMModel",
+    "NAMSlimmableContainer",
     "NAMWaveNet",
+    "NamActivation",
     "NamFile",
     "NamFormatError",
     "NamWeightError",
@@ -35,6 +53,7 @@ __all__ = [
     "load_nam",
     "model_from_nam",
     "nam_from_dict",
+    "nam_object",
     "nam_to_dict",
     "render",
     "save_nam",

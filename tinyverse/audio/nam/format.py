@@ -1,12 +1,18 @@
-"""Reading and writing .nam files (JSON) for WaveNet, LSTM and Linear models.
+"""Reading and writing .nam files (JSON): WaveNet (A1 and A2 layer arrays), LSTM, Linear, SlimmableContainer.
 
-Compatibility rules (see shared/reference/nam-format.md):
+Compatibility rules (see shared/reference/nam-format.md and NeuralAmpModelerCore's ``docs/nam_file_version.rst``):
 
-* read 0.5.x files; 0.6.x / 0.7.x files are read when they only use the 0.5.x layout;
-* write ``"version": "0.5.4"`` with the old WaveNet layout (``"head": null``) so that every Core since
-  0.5 — including hardware pedals running old engines — loads the file;
-* always write ``sample_rate``; never write ``null`` for the metadata numbers Core reads (``loudness``,
-  ``input_level_dbu``, ``output_level_dbu``): old Core converts them to double and throws on null.
+* read 0.5.x, 0.6.x and 0.7.x files: every WaveNet feature NAM Core 0.5.5 reads (``condition_dsp``, FiLM, grouped
+  and bottleneck convs, ``layer1x1`` / ``head1x1``, per-layer kernel sizes and activations, the 0.7 layout with
+  ``head`` objects, post-stack heads, slimmable layer arrays) and ``SlimmableContainer`` files. A config key we do
+  not implement is an error naming it, never silently ignored;
+* write the oldest version that expresses the model (``model.nam_version()``): ``"0.5.4"`` with the old WaveNet
+  layout (``"head": null``) for A1 models, so every Core since 0.5 — including hardware pedals running old
+  engines — loads them; 0.6.0 for the layer-array features Core 0.4.0 reads; 0.7.0 for containers, slimmable
+  WaveNets, per-layer kernel sizes and head convs;
+* always write ``sample_rate`` (nested models get the parent's: Core requires them to match); never write
+  ``null`` for the metadata numbers Core reads (``loudness``, ``input_level_dbu``, ``output_level_dbu``): old
+  Core converts them to double and throws on null.
 """
 
 from __future__ import annotations
@@ -21,7 +27,8 @@ from typing import Any, Union
 
 import torch.nn as nn
 
-from .models import CORE_ACTIVATIONS, NAMLSTM, NAMLinear, NAMWaveNet, NamWeightError
+from .container import NAMSlimmableContainer
+from .models import FILE_VERSIONS, NAMLSTM, NAMLinear, NAMModel, NAMWaveNet, NamWeightError
 
 __all__ = [
     "GEAR_TYPES",
@@ -36,9 +43,8 @@ __all__ = [
     "save_nam",
 ]
 
-WRITE_VERSION = "0.5.4"
-SUPPORTED_ARCHITECTURES = ("WaveNet", "LSTM", "Linear")
-# Minor versions we read: 0.5 fully; 0.6 / 0.7 only where the config keeps the 0.5 layout.
+WRITE_VERSION = FILE_VERSIONS[0]  # what A1 models are written as
+SUPPORTED_ARCHITECTURES = ("WaveNet", "LSTM", "Linear", "SlimmableContainer")
 _READ_MINORS = (5, 6, 7)
 
 GEAR_TYPES = ("amp", "pedal", "pedal_amp", "amp_cab", "amp_pedal_cab", "preamp", "studio")
@@ -47,17 +53,9 @@ TONE_TYPES = ("clean", "overdrive", "crunch", "hi_gain", "fuzz")
 _CORE_NUMBERS = ("loudness", "input_level_dbu", "output_level_dbu")
 # Fields NAM's trainer always writes (null when unknown), in its order.
 _TRAINER_FIELDS = ("name", "modeled_by", "gear_type", "gear_make", "gear_model", "tone_type")
-_WAVENET_LAYER_KEYS = {
-    "input_size",
-    "condition_size",
-    "head_size",
-    "channels",
-    "kernel_size",
-    "dilations",
-    "activation",
-    "gated",
-    "head_bias",
-}
+_WAVENET_KEYS = frozenset({"layers", "head", "head_scale", "condition_dsp", "in_channels"})
+_CONTAINER_KEYS = frozenset({"submodels"})
+_SUBMODEL_KEYS = frozenset({"max_value", "model"})
 
 PathLike = Union[str, "os.PathLike[str]"]
 
@@ -87,35 +85,66 @@ def _parse_version(v: Any) -> tuple[int, int, int]:
     return int(parts[0]), int(parts[1]), int(parts[2])
 
 
-def _check_wavenet_config(config: dict[str, Any]) -> None:
-    layers = config.get("layers")
-    if not isinstance(layers, list) or not layers:
-        raise ValueError("WaveNet config has no 'layers' list")
-    if config.get("head") is not None:
-        raise ValueError("WaveNet post-stack 'head' is not supported (Core ignores files with one)")
-    if "head_scale" not in config:
-        raise ValueError("WaveNet config has no 'head_scale'")
-    for i, la in enumerate(layers):
-        if not isinstance(la, dict):
-            raise ValueError(f"WaveNet layer array {i} is not an object")
-        missing = sorted(_WAVENET_LAYER_KEYS - {"gated", "head_bias", "activation"} - set(la))
-        if missing:
-            raise ValueError(f"WaveNet layer array {i} lacks {', '.join(missing)}")
-        extra = sorted(set(la) - _WAVENET_LAYER_KEYS)
-        if extra:
-            # 0.6/0.7 (A2-style) features: refuse instead of silently computing something else.
-            raise ValueError(f"WaveNet layer array {i} uses unsupported keys: {', '.join(extra)}")
-        act = la.get("activation", "Tanh")
-        if not isinstance(act, str) or act not in CORE_ACTIVATIONS:
-            raise ValueError(f"WaveNet layer array {i}: unsupported activation {act!r} (supported: {', '.join(CORE_ACTIVATIONS)})")
+def _number(v: Any, what: str) -> float:
+    if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
+        raise ValueError(f"{what} must be a number, got {v!r}")
+    return float(v)
 
 
-def _build(nf: NamFile, **kwargs: Any) -> nn.Module:
-    """Model for ``nf`` (weights not yet imported). Raises ValueError / KeyError on a bad config."""
-    c = nf.config
+def _check_keys(config: dict[str, Any], known: frozenset[str], what: str) -> None:
+    extra = sorted(set(config) - known)
+    if extra:
+        raise ValueError(f"{what} uses unsupported key(s): {', '.join(extra)} (known: {', '.join(sorted(known))})")
+
+
+def _nested(obj: Any, where: str, parent: NamFile, role: str, kwargs: dict[str, Any]) -> tuple[NamFile, NAMModel]:
+    """A complete .nam object nested in ``parent`` (a submodel or a condition DSP), read and built with weights."""
+    nf = _parse(obj, where, role)
+    if nf.sample_rate is not None and parent.sample_rate is not None and nf.sample_rate != parent.sample_rate:
+        raise _fail(where, f"sample_rate {nf.sample_rate:g} differs from the enclosing model's "
+                           f"{parent.sample_rate:g} (NAM Core refuses the file)")
+    if role == "condition_dsp" and nf.sample_rate is None and parent.sample_rate is not None:
+        raise _fail(where, "has no sample_rate: NAM Core requires the condition DSP's to equal the model's")
+    return nf, _model(nf, role, kwargs)
+
+
+def _build(nf: NamFile, role: str = "model", **kwargs: Any) -> NAMModel:
+    """Model for ``nf`` (its own weights not yet imported; nested models are complete). ``role``: "model",
+    "submodel" or "condition_dsp" (which may have more than one output channel). Raises ValueError / KeyError
+    on a bad config, NamFormatError for a nested model."""
+    c, where = nf.config, nf.path or "<nam>"
     if nf.architecture == "WaveNet":
-        _check_wavenet_config(c)
-        return NAMWaveNet(c["layers"], float(c["head_scale"]), **kwargs)
+        _check_keys(c, _WAVENET_KEYS, "WaveNet config")
+        if not isinstance(c.get("layers"), list) or not c["layers"]:
+            raise ValueError("WaveNet config has no 'layers' list")
+        if "head_scale" not in c:
+            raise ValueError("WaveNet config has no 'head_scale'")
+        cond, cond_meta = None, None
+        if c.get("condition_dsp") is not None:
+            cnf, cond = _nested(c["condition_dsp"], f"{where}: condition_dsp", nf, "condition_dsp", kwargs)
+            cond_meta = cnf.metadata
+        return NAMWaveNet(c["layers"], _number(c["head_scale"], "head_scale"), head=c.get("head"),
+                          condition_dsp=cond, condition_dsp_metadata=cond_meta,  # type: ignore[arg-type]
+                          in_channels=c.get("in_channels", 1), mono_output=role != "condition_dsp", **kwargs)
+    if role == "condition_dsp":
+        raise ValueError(f"only a WaveNet condition DSP is supported, got {nf.architecture!r}")
+    if nf.architecture == "SlimmableContainer":
+        _check_keys(c, _CONTAINER_KEYS, "SlimmableContainer config")
+        subs = c.get("submodels")
+        if not isinstance(subs, list) or not subs:
+            raise ValueError("SlimmableContainer config needs a non-empty 'submodels' list")
+        models, metas = [], []
+        for i, entry in enumerate(subs):
+            w = f"submodel {i}"
+            if not isinstance(entry, dict):
+                raise ValueError(f"{w} is not an object")
+            _check_keys(entry, _SUBMODEL_KEYS, w)
+            if "max_value" not in entry or "model" not in entry:
+                raise ValueError(f"{w} needs 'max_value' and 'model'")
+            snf, model = _nested(entry["model"], f"{where}: {w}", nf, "submodel", kwargs)
+            models.append((_number(entry["max_value"], f"{w}: max_value"), model))
+            metas.append(snf.metadata)
+        return NAMSlimmableContainer(models, metas)
     if nf.architecture == "LSTM":
         return NAMLSTM(int(c["hidden_size"]), int(c["num_layers"]), int(c.get("input_size", 1)))
     if nf.architecture == "Linear":
@@ -129,8 +158,28 @@ def _fail(where: str, msg: str) -> NamFormatError:
     return NamFormatError(f"{where}: {msg}".replace("\n", " "))
 
 
+def _model(nf: NamFile, role: str, kwargs: dict[str, Any]) -> NAMModel:
+    """Build ``nf``'s model and import its weights; errors become one-line NamFormatErrors naming the file."""
+    where = nf.path or "<nam>"
+    try:
+        model = _build(nf, role, **kwargs)
+        model.import_weights(nf.weights)
+    except NamFormatError:
+        raise
+    except NamWeightError as e:
+        raise _fail(where, str(e)) from None
+    except (ValueError, KeyError, TypeError) as e:
+        msg = f"missing config key {e}" if isinstance(e, KeyError) else str(e)
+        raise _fail(where, f"invalid {nf.architecture} config: {msg}") from None
+    return model
+
+
 def nam_from_dict(d: Any, where: str = "<nam>") -> NamFile:
     """Validate a parsed .nam JSON object and return a NamFile (``where`` names it in errors)."""
+    return _parse(d, where, "model")
+
+
+def _parse(d: Any, where: str, role: str) -> NamFile:
     if not isinstance(d, dict):
         raise _fail(where, "not a .nam file (top level is not a JSON object)")
     for key in ("version", "architecture", "config", "weights"):
@@ -141,7 +190,7 @@ def nam_from_dict(d: Any, where: str = "<nam>") -> NamFile:
     except ValueError as e:
         raise _fail(where, str(e)) from None
     if major != 0 or minor not in _READ_MINORS:
-        raise _fail(where, f"unsupported version {d['version']} (supported: 0.5.x, and 0.6.x/0.7.x in the 0.5 layout)")
+        raise _fail(where, f"unsupported version {d['version']} (supported: 0.5.x, 0.6.x, 0.7.x)")
     arch = d["architecture"]
     if arch not in SUPPORTED_ARCHITECTURES:
         raise _fail(where, f"unsupported architecture {arch!r} (supported: {', '.join(SUPPORTED_ARCHITECTURES)})")
@@ -151,7 +200,7 @@ def nam_from_dict(d: Any, where: str = "<nam>") -> NamFile:
     if not isinstance(d["config"], dict):
         raise _fail(where, "'config' must be an object")
     sr = d.get("sample_rate")
-    if sr is not None and (not isinstance(sr, (int, float)) or sr <= 0):
+    if sr is not None and (isinstance(sr, bool) or not isinstance(sr, (int, float)) or sr <= 0):
         raise _fail(where, f"invalid sample_rate {sr!r}")
     meta = d.get("metadata") or {}
     if not isinstance(meta, dict):
@@ -166,7 +215,9 @@ def nam_from_dict(d: Any, where: str = "<nam>") -> NamFile:
         path=where,
     )
     try:
-        expected = _build(nf).num_weights  # type: ignore[union-attr]
+        expected = _build(nf, role).num_weights
+    except NamFormatError:
+        raise
     except (ValueError, KeyError, TypeError) as e:
         msg = f"missing config key {e}" if isinstance(e, KeyError) else str(e)
         raise _fail(where, f"invalid {arch} config: {msg}") from None
@@ -191,18 +242,11 @@ def load_nam(path: PathLike) -> NamFile:
 def model_from_nam(src: PathLike | NamFile, **kwargs: Any) -> nn.Module:
     """Build the float32 module for a .nam file (path or NamFile) and import its weights.
 
-    ``kwargs`` go to the model (NAMWaveNet: ``legacy_gating``, ``fast_tanh``).
+    ``kwargs`` go to every WaveNet in it (NAMWaveNet: ``legacy_gating``, ``fast_tanh``). A SlimmableContainer
+    starts at its full size, as Core does; pick another with ``model.set_slim(value)``.
     """
     nf = src if isinstance(src, NamFile) else load_nam(src)
-    where = nf.path or "<nam>"
-    try:
-        model = _build(nf, **kwargs) if nf.architecture == "WaveNet" else _build(nf)
-        model.import_weights(nf.weights)  # type: ignore[operator]
-    except NamWeightError as e:
-        raise _fail(where, str(e)) from None
-    except (ValueError, KeyError) as e:
-        raise _fail(where, f"invalid {nf.architecture} config: {e}") from None
-    return model
+    return _model(nf, "model", kwargs)
 
 
 # ------------------------------------------------------------------------------------------------ write
@@ -249,28 +293,32 @@ def _build_metadata(metadata: dict[str, Any] | None, where: str) -> dict[str, An
 
 
 def nam_to_dict(model: nn.Module, metadata: dict[str, Any] | None = None, sample_rate: float = 48_000.0, where: str = "<nam>") -> dict[str, Any]:
-    """The JSON object ``save_nam`` writes."""
+    """The JSON object ``save_nam`` writes, in the oldest version that expresses ``model``."""
     arch = getattr(model, "nam_architecture", None)
     if arch not in SUPPORTED_ARCHITECTURES:
-        raise _fail(where, f"cannot export {type(model).__name__}: not a NAMWaveNet, NAMLSTM or NAMLinear")
+        raise _fail(where, f"cannot export {type(model).__name__}: not a NAM model ({', '.join(SUPPORTED_ARCHITECTURES)})")
     if isinstance(sample_rate, bool) or not isinstance(sample_rate, (int, float)) or not sample_rate > 0:
         raise _fail(where, f"sample_rate must be a positive number, got {sample_rate!r}")
-    weights = model.export_weights()  # type: ignore[operator]
-    if not all(math.isfinite(w) for w in weights):
-        raise _fail(where, "model has non-finite weights (NaN/inf cannot be written to a .nam)")
     sr: float | int = int(sample_rate) if float(sample_rate).is_integer() else float(sample_rate)
-    return {
-        "version": WRITE_VERSION,
+    out = {
+        "version": model.nam_version(),  # type: ignore[operator]
         "metadata": _build_metadata(metadata, where),
         "architecture": arch,
-        "config": model.nam_config(),  # type: ignore[operator]
-        "weights": weights,
+        "config": model.nam_config(sample_rate=sr),  # type: ignore[operator]
+        "weights": model.export_weights(),  # type: ignore[operator]
         "sample_rate": sr,
     }
+    try:  # nested models (submodels, a condition DSP) carry weights too
+        json.dumps(out["config"], allow_nan=False)
+        json.dumps(out["weights"], allow_nan=False)
+    except ValueError:
+        raise _fail(where, "model has non-finite weights (NaN/inf cannot be written to a .nam)") from None
+    return out
 
 
 def save_nam(model: nn.Module, path: PathLike, metadata: dict[str, Any] | None = None, sample_rate: float = 48_000.0) -> NamFile:
-    """Write ``model`` as a version-0.5.4 .nam file and return what was written (re-validated)."""
+    """Write ``model`` as a .nam file of the oldest version that expresses it (0.5.4 for A1 models) and return
+    what was written (re-validated)."""
     where = os.fspath(path)
     d = nam_to_dict(model, metadata, sample_rate, where)
     nf = nam_from_dict(json.loads(json.dumps(d)), where)  # never write a file we could not read back

@@ -7,8 +7,8 @@ Each module keeps NAM's conventions:
   prepends ``receptive_field - 1`` zeros so that ``L_out = L``, which is what the C++ engine outputs
   for a stream that starts after its zero pre-warm.
 * ``import_weights`` / ``export_weights`` use exactly the order of the .nam ``"weights"`` array.
-* ``nam_config()`` returns the .nam ``"config"`` object (0.5.x layout) and ``nam_architecture`` the
-  ``"architecture"`` string.
+* ``nam_config()`` returns the .nam ``"config"`` object in the layout of ``nam_version()`` (the oldest file
+  version that expresses the model) and ``nam_architecture`` the ``"architecture"`` string.
 * Each module implements the model contract (:mod:`tinyverse.models.contract`): cost, device ops, the stream
   hooks, the streaming ONNX graph and the TFLite twin live with the class, so no caller branches on it.
 
@@ -18,6 +18,7 @@ Modules are ordinary float32 modules (trainable); call ``.double()`` for referen
 from __future__ import annotations
 
 import copy
+import math
 from collections.abc import Sequence
 from typing import Any, Callable
 
@@ -29,30 +30,31 @@ import torch.nn.functional as F
 from tinyverse.audio.twin import TWIN_ACTIVATIONS, AudioExportError, TwinPlan
 from tinyverse.models.contract import DeviceOp, ModelCost, StreamKind
 
+from .activations import fast_tanh
+from .wavenet_layers import ConvHistory, FiLM, LayerArraySpec, PostStackHead, WaveNetLayerArray, parse_post_stack_head
+
 __all__ = [
     "CORE_ACTIVATIONS",
+    "FILE_VERSIONS",
     "NAMLSTM",
     "NAMLinear",
     "NAMModel",
     "NAMWaveNet",
     "NamWeightError",
     "fast_tanh",
+    "check_slim",
+    "nam_object",
     "render",
 ]
+
+# The .nam versions we write, oldest first: the A1 layout every Core since 0.5 reads; the layer-array features
+# NAM Core 0.4.0 reads (condition_dsp, FiLM, bottleneck, grouped convs, per-layer activations); 0.7.0 for
+# containers, slimmable and per-layer kernel sizes / head convs (Core >= 0.4.1).
+FILE_VERSIONS = ("0.5.4", "0.6.0", "0.7.0")
 
 
 class NamWeightError(ValueError):
     """Raised when a flat weight list does not fit a model."""
-
-
-def fast_tanh(x: torch.Tensor) -> torch.Tensor:
-    """The rational tanh approximation of Core's ``fast_tanh`` (used for "Fasttanh", and for "Tanh"
-    when a plugin enables fast tanh)."""
-    ax = x.abs()
-    x2 = x * x
-    num = x * (2.45550750702956 + 2.45550750702956 * ax + (0.893229853513558 + 0.821226666969744 * ax) * x2)
-    den = 2.44506634652299 + (2.44506634652299 + x2) * (x + 0.814642734961073 * x * ax).abs()
-    return num / den
 
 
 # Exactly the activation names that Core's 0.5.x-era registry knows (activations.cpp); an unknown name
@@ -101,6 +103,24 @@ def _flatten(tensors: Sequence[torch.Tensor]) -> list[float]:
 
 def _np(t: torch.Tensor) -> np.ndarray:
     return t.detach().to(torch.float64).cpu().numpy()
+
+
+def check_slim(value: Any) -> None:
+    """Refuse a slim value outside [0, 1] (the plugin size knob's range)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= value <= 1.0:
+        raise ValueError(f"slim must be a number between 0.0 and 1.0, got {value!r}")
+
+
+def nam_object(model: NAMModel, metadata: dict[str, Any] | None = None,
+               sample_rate: float | None = None) -> dict[str, Any]:
+    """A complete .nam object for ``model``, as a container's submodel or a condition DSP is nested in its
+    parent's config (Core loads each with ``get_dsp``: its own version, weights and sample rate)."""
+    out: dict[str, Any] = {"version": model.nam_version(), "metadata": dict(metadata or {}),
+                           "architecture": model.nam_architecture, "config": model.nam_config(sample_rate=sample_rate),
+                           "weights": model.export_weights()}
+    if sample_rate is not None:
+        out["sample_rate"] = int(sample_rate) if float(sample_rate).is_integer() else float(sample_rate)
+    return out
 
 
 # ------------------------------------------------------------------------------------------ the contract
@@ -153,8 +173,24 @@ class NAMModel(nn.Module):
     def device_ops(self) -> list[DeviceOp]:
         raise NotImplementedError
 
-    def nam_config(self) -> dict[str, Any]:
+    def nam_config(self, sample_rate: float | None = None) -> dict[str, Any]:
+        """The .nam ``config`` object (``sample_rate`` goes to nested models, which Core requires to match)."""
         raise NotImplementedError
+
+    def nam_version(self) -> str:
+        """The oldest .nam file version that expresses this model (what :func:`save_nam` writes)."""
+        return FILE_VERSIONS[0]
+
+    # -- slimmable size (Core's SetSlimmableSize) -------------------------------------------------------------
+    @property
+    def slimmable(self) -> bool:
+        return False
+
+    def set_slim(self, value: float) -> None:
+        """Pick the model size for ``value`` in [0, 1] (0: smallest, 1: full), as a plugin's size knob does."""
+        check_slim(value)
+        raise ValueError(f"this {self.nam_architecture} model has no slimmable size (only SlimmableContainer "
+                         "files and slimmable WaveNets do)")
 
     # -- streaming ----------------------------------------------------------------------------------------
     def stream_init(self, dtype: torch.dtype = torch.float32) -> Any:
@@ -190,257 +226,313 @@ class NAMModel(nn.Module):
 # ---------------------------------------------------------------------------------------------- WaveNet
 
 
-class _WaveNetLayer(nn.Module):
-    def __init__(
-        self,
-        condition_size: int,
-        channels: int,
-        kernel_size: int,
-        dilation: int,
-        activation: str,
-        gated: bool,
-        legacy_gating: bool,
-    ) -> None:
-        super().__init__()
-        mid = 2 * channels if gated else channels
-        self.channels = channels
-        self.kernel_size = kernel_size
-        self.dilation = dilation
-        self.activation = activation
-        self.gated = gated
-        self.legacy_gating = legacy_gating
-        self.conv = nn.Conv1d(channels, mid, kernel_size, dilation=dilation, bias=True)
-        self.input_mixer = nn.Conv1d(condition_size, mid, 1, bias=False)
-        self.one_by_one = nn.Conv1d(channels, channels, 1, bias=True)
-
-    @property
-    def reach(self) -> int:
-        return self.dilation * (self.kernel_size - 1)
-
-    def ordered_tensors(self) -> list[torch.Tensor]:
-        return [self.conv.weight, self.conv.bias, self.input_mixer.weight, self.one_by_one.weight, self.one_by_one.bias]
-
-    def forward(self, x: torch.Tensor, c: torch.Tensor, act: Callable[[torch.Tensor], torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
-        z = self.conv(x)  # valid conv: output sample n sees x[n - d(K-1) .. n]
-        z = z + self.input_mixer(c[..., -z.shape[-1] :])
-        if not self.gated:
-            a = act(z)
-        elif self.legacy_gating:
-            # Core up to the 0.5.x-era engine applies the activation to all 2C rows, then sigmoid to the
-            # bottom half: act(top) * sigmoid(act(bottom)).
-            a = act(z)
-            a = a[:, : self.channels] * torch.sigmoid(a[:, self.channels :])
-        else:
-            a = act(z[:, : self.channels]) * torch.sigmoid(z[:, self.channels :])
-        return x[..., -a.shape[-1] :] + self.one_by_one(a), a
-
-
-class _WaveNetLayerArray(nn.Module):
-    def __init__(
-        self,
-        input_size: int,
-        condition_size: int,
-        head_size: int,
-        channels: int,
-        kernel_size: int,
-        dilations: Sequence[int],
-        activation: str,
-        gated: bool,
-        head_bias: bool,
-        legacy_gating: bool,
-    ) -> None:
-        super().__init__()
-        self.config = {
-            "input_size": int(input_size),
-            "condition_size": int(condition_size),
-            "head_size": int(head_size),
-            "channels": int(channels),
-            "kernel_size": int(kernel_size),
-            "dilations": [int(d) for d in dilations],
-            "activation": activation,
-            "gated": bool(gated),
-            "head_bias": bool(head_bias),
-        }
-        self.rechannel = nn.Conv1d(input_size, channels, 1, bias=False)
-        self.layers = nn.ModuleList(
-            _WaveNetLayer(condition_size, channels, kernel_size, d, activation, gated, legacy_gating) for d in dilations
-        )
-        self.head_rechannel = nn.Conv1d(channels, head_size, 1, bias=head_bias)
-
-    @property
-    def reach(self) -> int:
-        return sum(layer.reach for layer in self.layers)
-
-    def ordered_tensors(self) -> list[torch.Tensor]:
-        out = [self.rechannel.weight]
-        for layer in self.layers:
-            out += layer.ordered_tensors()
-        out.append(self.head_rechannel.weight)
-        if self.head_rechannel.bias is not None:
-            out.append(self.head_rechannel.bias)
-        return out
-
-    def forward(
-        self, x: torch.Tensor, c: torch.Tensor, head_in: torch.Tensor | None, act: Callable[[torch.Tensor], torch.Tensor]
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        x = self.rechannel(x)
-        head = head_in
-        for layer in self.layers:
-            x, a = layer(x, c, act)
-            head = a if head is None else head[..., -a.shape[-1] :] + a
-        assert head is not None
-        return x, self.head_rechannel(head)
+def _unique(items: Sequence[str]) -> list[str]:
+    return list(dict.fromkeys(items))
 
 
 class NAMWaveNet(NAMModel):
-    """NAM's WaveNet (A1 layout): layer arrays chained by residual and head paths, ``y = head_scale * head``.
+    """NAM's WaveNet with every layer-array feature NeuralAmpModelerCore 0.5.5 reads: layer arrays chained by
+    residual and head paths, ``y = head_scale * head`` (or the post-stack ``head`` applied to it).
 
-    ``layers`` is the list of layer-array dicts of the .nam config (keys ``input_size``,
-    ``condition_size``, ``head_size``, ``channels``, ``kernel_size``, ``dilations``, ``activation``,
-    ``gated``, ``head_bias``). ``legacy_gating`` reproduces the gated-activation order of the old C++
-    engine (see ``_WaveNetLayer.forward``); it only matters when ``gated`` is true.
-    ``fast_tanh`` renders "Tanh" with Core's approximation, as the plugin does when it enables fast tanh.
+    ``layers`` are layer-array objects of a .nam config in any layout (0.5: ``kernel_size``, ``head_size``,
+    ``gated`` ...; 0.6 / 0.7: ``kernel_sizes``, ``head``, activation objects, ``gating_mode``, ``bottleneck``,
+    ``layer1x1`` / ``head1x1``, grouped convs, FiLM, ``slimmable``) or :class:`LayerArraySpec`.
+    ``head``: the post-stack head object; ``condition_dsp``: a WaveNet whose output conditions every layer
+    (``condition_dsp_metadata`` is written back with it). ``legacy_gating`` reproduces the gated-activation
+    order of the old C++ engine (see ``WaveNetLayer.forward``); ``fast_tanh`` renders "Tanh" with Core's
+    approximation, as the plugin does when it enables fast tanh. ``mono_output=False`` allows more than one
+    output channel (a condition DSP).
+
+    A slimmable WaveNet (a layer array with ``slimmable``) computes its full size until :meth:`set_slim`
+    picks a smaller one, as Core's ``SetSlimmableSize`` does.
     """
 
     nam_architecture = "WaveNet"
 
     def __init__(
         self,
-        layers: Sequence[dict[str, Any]],
+        layers: Sequence[dict[str, Any] | LayerArraySpec],
         head_scale: float = 0.02,
         *,
+        head: dict[str, Any] | None = None,
+        condition_dsp: NAMWaveNet | None = None,
+        condition_dsp_metadata: dict[str, Any] | None = None,
+        in_channels: int = 1,
         legacy_gating: bool = False,
         fast_tanh: bool = False,
+        mono_output: bool = True,
     ) -> None:
         super().__init__()
         if len(layers) == 0:
             raise ValueError("NAMWaveNet needs at least one layer array")
-        arrays = []
-        for i, la in enumerate(layers):
-            act = la.get("activation", "Tanh")
-            if act not in CORE_ACTIVATIONS:
-                raise ValueError(f"layer array {i}: activation {act!r} is not one of {sorted(CORE_ACTIVATIONS)}")
-            if i > 0 and la["channels"] != layers[i - 1]["head_size"]:
+        if in_channels != 1:
+            raise ValueError(f"in_channels {in_channels}: only mono input is supported")
+        specs = [la if isinstance(la, LayerArraySpec) else LayerArraySpec.from_json(la, i) for i, la in enumerate(layers)]
+        cond_size = condition_dsp.out_channels if condition_dsp is not None else in_channels
+        for i, s in enumerate(specs):
+            if s.condition_size != cond_size:
+                src = "the condition_dsp's output channels" if condition_dsp is not None else "the input channels"
+                raise ValueError(f"layer array {i}: condition_size ({s.condition_size}) must equal {src} ({cond_size})")
+            expected = in_channels if i == 0 else specs[i - 1].channels
+            if s.input_size != expected:
+                raise ValueError(f"layer array {i}: input_size ({s.input_size}) must equal "
+                                 + ("the input channels" if i == 0 else f"channels of array {i - 1}") + f" ({expected})")
+            if i > 0 and (s.channels != specs[i - 1].head_size or s.head_width != specs[i - 1].head_size):
                 # Core feeds array i-1's head output into array i's head accumulator.
                 raise ValueError(
-                    f"layer array {i}: channels ({la['channels']}) must equal head_size of array {i - 1} "
-                    f"({layers[i - 1]['head_size']})"
-                )
-            arrays.append(
-                _WaveNetLayerArray(
-                    la["input_size"],
-                    la["condition_size"],
-                    la["head_size"],
-                    la["channels"],
-                    la["kernel_size"],
-                    la["dilations"],
-                    act,
-                    la.get("gated", False),
-                    la.get("head_bias", False),
-                    legacy_gating,
-                )
-            )
-        if layers[-1]["head_size"] != 1:
-            raise ValueError(f"the last layer array's head_size must be 1 (mono output), got {layers[-1]['head_size']}")
-        self.layer_arrays = nn.ModuleList(arrays)
+                    f"layer array {i}: channels ({s.channels}) and its head width ({s.head_width}) must equal "
+                    f"head_size of array {i - 1} ({specs[i - 1].head_size})")
+        self.layer_arrays = nn.ModuleList(WaveNetLayerArray(s, legacy_gating) for s in specs)
+        self.post_head = PostStackHead(specs[-1].head_size, parse_post_stack_head(head, specs[-1].head_size)) \
+            if head is not None else None
+        if mono_output and self.out_channels != 1:
+            what = "the post-stack head's out_channels" if self.post_head is not None else \
+                "the last layer array's head_size"
+            raise ValueError(f"{what} must be 1 (mono output), got {self.out_channels}")
+        self.condition_dsp = condition_dsp
+        self.condition_dsp_metadata = dict(condition_dsp_metadata or {})
         self.fast_tanh = fast_tanh
         # NAM's trainer does not train head_scale; a buffer keeps it with the state dict and the dtype.
         self.register_buffer("head_scale", torch.tensor(float(head_scale)))
         # Core takes head_scale from the weights; the config copy is informative. Remember the config's
         # spelling (e.g. 0.02 vs float32(0.02)) so an unchanged model writes its config back verbatim.
         self._config_head_scale = float(head_scale)
+        self._slim_channels: tuple[int, ...] | None = None
+        self._slim_cache: tuple[Any, ...] = ()  # (key, model): a tuple, so the copy is no submodule
+
+    @property
+    def specs(self) -> list[LayerArraySpec]:
+        return [la.spec for la in self.layer_arrays]
+
+    @property
+    def out_channels(self) -> int:
+        return self.post_head.cfg["out_channels"] if self.post_head is not None else self.specs[-1].head_size
 
     @property
     def receptive_field(self) -> int:
-        return 1 + sum(la.reach for la in self.layer_arrays)
+        rf = 1 + sum(la.reach for la in self.layer_arrays)
+        if self.post_head is not None:
+            rf += self.post_head.reach
+        if self.condition_dsp is not None:
+            rf += self.condition_dsp.receptive_field - 1
+        return rf
 
     @property
     def num_weights(self) -> int:
         return sum(t.numel() for t in self._ordered_tensors())
 
     def _ordered_tensors(self) -> list[torch.Tensor]:
+        # The condition DSP's weights live in its own nested .nam object, not in this model's list.
         out: list[torch.Tensor] = []
         for la in self.layer_arrays:
             out += la.ordered_tensors()
+        if self.post_head is not None:
+            out += self.post_head.ordered_tensors()
         out.append(self.head_scale.reshape(1))
         return out
 
-    def nam_config(self) -> dict[str, Any]:
-        return {
-            "layers": [dict(la.config, dilations=list(la.config["dilations"])) for la in self.layer_arrays],
-            "head": None,
+    # -- .nam --------------------------------------------------------------------------------------------------
+    def layout_features(self) -> tuple[list[str], list[str]]:
+        """(features the version-0.5 layout cannot express, features that need version 0.7)."""
+        new, v07 = [], []
+        for s in self.specs:
+            new += s.a1_blockers()
+            v07 += s.v06_blockers()
+        if self.condition_dsp is not None:
+            new.append("condition_dsp")
+            if self.condition_dsp.nam_version() == FILE_VERSIONS[-1]:
+                v07 += [f"condition_dsp: {f}" for f in self.condition_dsp.layout_features()[1]]
+        if self.post_head is not None:
+            new.append("post-stack head")
+            v07.append("post-stack head")
+        return _unique(new), _unique(v07)
+
+    def nam_version(self) -> str:
+        """The oldest file version that expresses this model: 0.5.4 for the A1 layout (old pedals and plugins),
+        0.6.0 for the layer-array features NAM Core 0.4.0 reads, 0.7.0 for per-layer kernel sizes, head convs,
+        post-stack heads and slimmable layer arrays."""
+        new, v07 = self.layout_features()
+        return FILE_VERSIONS[2] if v07 else FILE_VERSIONS[1] if new else FILE_VERSIONS[0]
+
+    def nam_config(self, sample_rate: float | None = None) -> dict[str, Any]:
+        layout = self.nam_version()[:3]
+        config: dict[str, Any] = {
+            "layers": [s.to_json(layout) for s in self.specs],
+            "head": self.post_head.to_json() if self.post_head is not None else None,
             "head_scale": self._config_head_scale
             if torch.tensor(self._config_head_scale, dtype=self.head_scale.dtype) == self.head_scale
             else float(self.head_scale),
         }
+        if self.condition_dsp is not None:
+            config["condition_dsp"] = nam_object(self.condition_dsp, self.condition_dsp_metadata, sample_rate)
+        return config
 
-    def _activation(self, name: str) -> Callable[[torch.Tensor], torch.Tensor]:
-        if self.fast_tanh and name == "Tanh":
-            return fast_tanh
-        return CORE_ACTIVATIONS[name]
+    @torch.no_grad()
+    def import_weights(self, flat: Sequence[float]) -> None:
+        reader = _FlatReader(flat, self.num_weights, "WaveNet")
+        for t in self._ordered_tensors()[:-1]:
+            reader.fill(t)
+        self.head_scale.fill_(float(reader.take(1)[0]))
+
+    def export_weights(self) -> list[float]:
+        return _flatten(self._ordered_tensors())
+
+    # -- slimming --------------------------------------------------------------------------------------------
+    @property
+    def slimmable(self) -> bool:
+        return any(s.allowed_channels is not None for s in self.specs)
+
+    def slim_channels(self, value: float) -> tuple[int, ...]:
+        """Channels per layer array at slim ``value`` in [0, 1] (Core's ``ratio_to_channels``: the allowed
+        count at index ``min(floor(value · n), n − 1)``; non-slimmable arrays keep theirs)."""
+        out = []
+        for s in self.specs:
+            ac = s.allowed_channels
+            out.append(s.channels if ac is None else ac[min(int(math.floor(value * len(ac))), len(ac) - 1)])
+        return tuple(out)
+
+    def set_slim(self, value: float) -> None:
+        check_slim(value)
+        if not self.slimmable:
+            super().set_slim(value)
+        channels = self.slim_channels(value)
+        self._slim_channels = None if channels == tuple(s.channels for s in self.specs) else channels
+
+    def slimmed(self, channels: Sequence[int]) -> NAMWaveNet:
+        """A plain WaveNet computing this one at ``channels`` per layer array: Core's SlimmableWavenet keeps the
+        first channels of every conv (the leading rows and columns of each weight)."""
+        specs, n = self.specs, len(self.specs)
+        new = [s.slimmed(c, s.input_size if i == 0 else channels[i - 1], channels[i + 1] if i < n - 1 else s.head_size)
+               for i, (s, c) in enumerate(zip(specs, channels))]
+        p = self.head_scale
+        m = NAMWaveNet(new, self._config_head_scale, head=self.post_head.to_json() if self.post_head else None,
+                       condition_dsp=self.condition_dsp, condition_dsp_metadata=self.condition_dsp_metadata,
+                       fast_tanh=self.fast_tanh).to(dtype=p.dtype, device=p.device)
+        with torch.no_grad():
+            for full, slim in zip(self._ordered_tensors(), m._ordered_tensors()):
+                slim.copy_(full[tuple(slice(0, k) for k in slim.shape)])
+        return m
+
+    def _active(self) -> NAMWaveNet:
+        """The model that computes now: this one, or a copy slimmed to the chosen size (rebuilt when the
+        weights, dtype or size change)."""
+        if self._slim_channels is None:
+            return self
+        key = (self._slim_channels, self.head_scale.dtype, self.head_scale.device,
+               tuple(t._version for t in self._ordered_tensors()))
+        if not self._slim_cache or self._slim_cache[0] != key:
+            self._slim_cache = (key, self.slimmed(self._slim_channels))
+        return self._slim_cache[1]
+
+    # -- compute ---------------------------------------------------------------------------------------------
+    def forward_channels(self, x: torch.Tensor, hist: ConvHistory | None = None,
+                         cond_hist: ConvHistory | None = None) -> torch.Tensor:
+        """(N, 1, L) → (N, out_channels, ·): valid mode, or one streamed block when ``hist`` holds buffers."""
+        hist = hist or ConvHistory()
+        if self.condition_dsp is not None:
+            c = self.condition_dsp.forward_channels(x, cond_hist or ConvHistory())
+            x = x[..., x.shape[-1] - c.shape[-1]:]
+        else:
+            c = x  # the raw input conditions every layer
+        y, head = x, None
+        for la in self.layer_arrays:
+            y, head = la(y, c, head, hist, self.fast_tanh)
+        assert head is not None
+        if self.post_head is not None:
+            return self.post_head(self.head_scale * head, hist, self.fast_tanh)
+        return self.head_scale * head
+
+    def forward(self, x: torch.Tensor, pad_start: bool = False) -> torch.Tensor:
+        if self._slim_channels is not None:
+            return self._active()(x, pad_start=pad_start)
+        x = _as_batch(x)
+        rf = self.receptive_field
+        if pad_start:
+            x = F.pad(x, (rf - 1, 0))
+        y = self.forward_channels(x)
+        return y[:, 0, y.shape[-1] - (x.shape[-1] - rf + 1):]
+
+    def stream_init(self, dtype: torch.dtype = torch.float32) -> Any:
+        if self._slim_channels is not None:
+            return self._active().stream_init(dtype)
+        # One history buffer per temporal conv (Core's ring buffers), created on first use; the condition DSP
+        # keeps its own. Pre-warm on silence as Core does: deeper layers see biases, not zeros, before the stream.
+        state: tuple[list[torch.Tensor], list[torch.Tensor]] = ([], [])
+        self.stream_block(torch.zeros(1, self.receptive_field, dtype=dtype), state)
+        return state
+
+    @torch.no_grad()
+    def stream_block(self, x: torch.Tensor, state: Any) -> tuple[torch.Tensor, Any]:
+        if self._slim_channels is not None:
+            return self._active().stream_block(x, state)
+        y = self.forward_channels(x.unsqueeze(1), ConvHistory(state[0]), ConvHistory(state[1]))
+        return y[0, 0], state
+
+    # -- the contract ----------------------------------------------------------------------------------------
+    def cost(self) -> ModelCost:
+        return self._active().cost() if self._slim_channels is not None else super().cost()
 
     def _macs_per_sample(self) -> int:
-        total = 0
-        for la in self.layer_arrays:
-            c = la.config
-            ch, mid = c["channels"], c["channels"] * (2 if c["gated"] else 1)
-            total += c["input_size"] * ch  # rechannel
-            for _ in c["dilations"]:
-                total += ch * mid * c["kernel_size"] + c["condition_size"] * mid + ch * ch
-            total += ch * c["head_size"]  # head rechannel
-        return int(total + 1)  # head_scale
+        # Every conv costs its weight count per output sample; a FiLM adds one multiply(-add) per channel.
+        convs = sum(m.weight.numel() for m in self.modules() if isinstance(m, nn.Conv1d))
+        films = sum(m.dim for m in self.modules() if isinstance(m, FiLM))
+        return int(convs + films + 1)  # + head_scale
 
     def describe(self) -> dict[str, Any]:
-        return {"architecture": self.nam_architecture,
-                "activations": sorted({la.config["activation"] for la in self.layer_arrays}),
-                "gated": any(la.config["gated"] for la in self.layer_arrays),
-                "layer_arrays": len(self.layer_arrays),
-                "kernel_sizes": sorted({la.config["kernel_size"] for la in self.layer_arrays})}
+        m = self._active()
+        specs = m.specs
+        out = {"architecture": self.nam_architecture,
+               "activations": sorted({a.type for s in specs for a in s.activations}),
+               "gated": any(g != "none" for s in specs for g in s.gating_modes),
+               "layer_arrays": len(specs),
+               "kernel_sizes": sorted({k for s in specs for k in s.kernel_sizes})}
+        secondary = sorted({a.type for s in specs for a in s.secondary if a is not None})
+        if secondary:
+            out["secondary_activations"] = secondary
+        new, _ = m.layout_features()
+        if new:
+            out["features"] = new
+        if self.slimmable:
+            out["slim_channels"] = list(self._slim_channels or self.slim_channels(1.0))
+        return out
 
     def device_ops(self) -> list[DeviceOp]:
         d = self.describe()
         ops: list[DeviceOp] = [{"op_class": "WAVENET", "layer_arrays": d["layer_arrays"], "gated": d["gated"],
                                 "kernel_size": max(d["kernel_sizes"]), "receptive_field": int(self.receptive_field)}]
-        return ops + [{"op_class": a.upper()} for a in d["activations"]]
+        acts = _unique(d["activations"] + d.get("secondary_activations", []))
+        return ops + [{"op_class": a.upper()} for a in acts]
 
-    def stream_init(self, dtype: torch.dtype = torch.float32) -> list[list[torch.Tensor]]:
-        # One buffer per layer: the last dilation·(K−1) samples of that layer's input (Core's ring buffers).
-        buffers = [[torch.zeros(1, la.config["channels"], layer.reach, dtype=dtype) for layer in la.layers]
-                   for la in self.layer_arrays]
-        # Pre-warm on silence as Core does: deeper layers see biases, not zeros, before the stream starts.
-        self.stream_block(torch.zeros(1, self.receptive_field, dtype=dtype), buffers)
-        return buffers
-
-    @torch.no_grad()
-    def stream_block(self, x: torch.Tensor, state: list[list[torch.Tensor]]) -> tuple[torch.Tensor, Any]:
-        c = x.unsqueeze(1)  # (1, 1, B) conditions every layer
-        y, head = c, None
-        for la, bufs in zip(self.layer_arrays, state):
-            act = self._activation(la.config["activation"])
-            h = la.rechannel(y)
-            for k, layer in enumerate(la.layers):
-                full = torch.cat([bufs[k], h], dim=2)
-                if layer.reach:
-                    bufs[k] = full[..., -layer.reach:]
-                h, a = layer(full, c, act)
-                head = a if head is None else head + a
-            y, head = h, la.head_rechannel(head)
-        return (self.head_scale * head)[0, 0], state
+    def twin_blockers(self) -> list[str]:
+        """Features the streaming TFLite twin does not cover (it is built for the A1 layer: conv, mixin, Tanh /
+        Sigmoid / ReLU / Hardtanh / Fasttanh, Sigmoid gating, 1×1, head rechannel)."""
+        out = []
+        for s in self.specs:
+            out += [f for f in s.a1_blockers() if f != "per-layer kernel sizes"]
+        if self.condition_dsp is not None:
+            out.append("condition_dsp")
+        if self.post_head is not None:
+            out.append("post-stack head")
+        return _unique(out)
 
     def streaming_twin(self, block_size: int) -> TwinPlan:
         """Every dilated conv is one CONV_2D with a (K, 1) kernel and a dilation factor, 1×1 convs are CONV_2D,
         the residual / head / condition alignment are crops, gating is LOGISTIC + MUL, ``head_scale`` is folded
         into the last head conv. Input: the block plus its ``receptive_field − 1`` samples of context."""
+        blockers = self.twin_blockers()
+        if blockers:
+            raise AudioExportError(f"no streaming TFLite twin for this WaveNet: {', '.join(blockers)} "
+                                   "(the torch model and its streaming ONNX export support them)")
         p = TwinPlan([block_size + self.receptive_field - 1, 1, 1])
         y, head = "x", None
         n_arrays = len(self.layer_arrays)
         scale = float(self.head_scale)
         for i, la in enumerate(self.layer_arrays):
-            cfg = la.config
-            act = TWIN_ACTIVATIONS["Fasttanh" if self.fast_tanh and cfg["activation"] == "Tanh" else cfg["activation"]]
-            ch = cfg["channels"]
+            ch = la.spec.channels
             h = p.conv(f"a{i}_rechannel", y, _np(la.rechannel.weight), None)
             for j, layer in enumerate(la.layers):
+                name = layer.activation.type
+                act = TWIN_ACTIVATIONS["Fasttanh" if self.fast_tanh and name == "Tanh" else name]
                 pre = f"a{i}_l{j}"
                 w, b, m = _np(layer.conv.weight), _np(layer.conv.bias), _np(layer.input_mixer.weight)
                 parts = {"": slice(None)} if not layer.gated else {"_top": slice(0, ch), "_bot": slice(ch, 2 * ch)}
@@ -471,27 +563,6 @@ class NAMWaveNet(NAMModel):
             y = h
         p.output = head
         return p
-
-    @torch.no_grad()
-    def import_weights(self, flat: Sequence[float]) -> None:
-        reader = _FlatReader(flat, self.num_weights, "WaveNet")
-        for t in self._ordered_tensors()[:-1]:
-            reader.fill(t)
-        self.head_scale.fill_(float(reader.take(1)[0]))
-
-    def export_weights(self) -> list[float]:
-        return _flatten(self._ordered_tensors())
-
-    def forward(self, x: torch.Tensor, pad_start: bool = False) -> torch.Tensor:
-        x = _as_batch(x)
-        if pad_start:
-            x = F.pad(x, (self.receptive_field - 1, 0))
-        c = x  # the raw input conditions every layer
-        y, head = x, None
-        for la in self.layer_arrays:
-            y, head = la(y, c, head, self._activation(la.config["activation"]))
-        assert head is not None
-        return (self.head_scale * head)[:, 0, :]
 
 
 # ------------------------------------------------------------------------------------------------- LSTM
@@ -527,7 +598,7 @@ class NAMLSTM(NAMModel):
         per_layer = lambda n_in: 4 * h * (n_in + h) + 4 * h + 2 * h  # noqa: E731
         return per_layer(i) + (self.num_layers - 1) * per_layer(h) + h + 1
 
-    def nam_config(self) -> dict[str, Any]:
+    def nam_config(self, sample_rate: float | None = None) -> dict[str, Any]:
         return {"input_size": self.input_size, "hidden_size": self.hidden_size, "num_layers": self.num_layers}
 
     @torch.no_grad()
@@ -682,7 +753,7 @@ class NAMLinear(NAMModel):
     def num_weights(self) -> int:
         return self._receptive_field + (1 if self.conv.bias is not None else 0)
 
-    def nam_config(self) -> dict[str, Any]:
+    def nam_config(self, sample_rate: float | None = None) -> dict[str, Any]:
         return {"receptive_field": self._receptive_field, "bias": self.conv.bias is not None}
 
     @property

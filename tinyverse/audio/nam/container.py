@@ -1,0 +1,146 @@
+"""NAM's ``SlimmableContainer`` (NeuralAmpModelerCore ``NAM/container.*``): complete models of different sizes
+in one file, e.g. A2's "lite" and "full" WaveNets, one of which runs, picked by the plugin's size knob.
+
+``config = {"submodels": [{"max_value": v, "model": <a complete .nam object>}, ...]}`` sorted by ``max_value``
+(strictly rising, the last >= 1.0); the top-level ``weights`` are ``[]``. A slim value ``s`` in [0, 1] selects
+the first submodel with ``s < max_value`` and the last one otherwise (Core's ``_get_index_for_slimmable_size``);
+Core starts at the last (full) submodel, and so does this one.
+"""
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+import torch.nn as nn
+
+from tinyverse.audio.twin import TwinPlan
+from tinyverse.models.contract import DeviceOp, ModelCost, StreamKind
+
+from .models import FILE_VERSIONS, NAMModel, NamWeightError, check_slim, nam_object
+
+__all__ = ["NAMSlimmableContainer"]
+
+
+class NAMSlimmableContainer(NAMModel):
+    """A NAM model holding submodels; :meth:`set_slim` selects the one that computes. Forward, streaming, cost,
+    receptive field, device ops and exports are the selected submodel's; the .nam file holds them all.
+
+    ``submodels``: ``(max_value, model)`` pairs; ``metadata``: each submodel's own .nam metadata (written back
+    with it)."""
+
+    nam_architecture = "SlimmableContainer"
+
+    def __init__(self, submodels: Sequence[tuple[float, NAMModel]],
+                 metadata: Sequence[dict[str, Any]] | None = None) -> None:
+        super().__init__()
+        if not submodels:
+            raise ValueError("a SlimmableContainer needs at least one submodel")
+        values = [float(v) for v, _ in submodels]
+        for i in range(1, len(values)):
+            if values[i] <= values[i - 1]:
+                raise ValueError(f"submodel {i}: max_value {values[i]} must be greater than submodel {i - 1}'s "
+                                 f"({values[i - 1]}); submodels are sorted by rising max_value")
+        if values[-1] < 1.0:
+            raise ValueError(f"the last submodel's max_value must be >= 1.0, got {values[-1]}")
+        self.max_values = values
+        self.submodels = nn.ModuleList(m for _, m in submodels)
+        self.submodel_metadata = [dict(m) for m in (metadata or [{}] * len(values))]
+        if len(self.submodel_metadata) != len(values):
+            raise ValueError("give one metadata object per submodel")
+        self.slim = 1.0
+        self.active_index = len(values) - 1  # Core's default: the full-size (last) submodel
+
+    # -- the size knob -----------------------------------------------------------------------------------------
+    @property
+    def slimmable(self) -> bool:
+        return True
+
+    def index_for(self, value: float) -> int:
+        """The submodel Core runs at slim ``value``: the first whose max_value exceeds it, else the last."""
+        return next((i for i, v in enumerate(self.max_values) if value < v), len(self.max_values) - 1)
+
+    def set_slim(self, value: float) -> None:
+        check_slim(value)
+        self.slim = float(value)
+        self.active_index = self.index_for(self.slim)
+
+    @property
+    def active(self) -> NAMModel:
+        return self.submodels[self.active_index]  # type: ignore[return-value]
+
+    def slim_breakpoints(self) -> list[float]:
+        """Slim values where the selected submodel changes (Core's ``GetSlimmableSizeBreakpoints``)."""
+        return self.max_values[:-1]
+
+    # -- .nam ----------------------------------------------------------------------------------------------------
+    @property
+    def num_weights(self) -> int:
+        return 0  # each submodel carries its own weights
+
+    def import_weights(self, flat: Sequence[float]) -> None:
+        if len(flat):
+            raise NamWeightError(f"weight count mismatch for SlimmableContainer: expected 0 got {len(flat)} "
+                                 "(the submodels hold the weights)")
+
+    def export_weights(self) -> list[float]:
+        return []
+
+    def nam_version(self) -> str:
+        return FILE_VERSIONS[-1]
+
+    def nam_config(self, sample_rate: float | None = None) -> dict[str, Any]:
+        return {"submodels": [{"max_value": v, "model": nam_object(m, md, sample_rate)}  # type: ignore[arg-type]
+                              for v, m, md in zip(self.max_values, self.submodels, self.submodel_metadata)]}
+
+    # -- the contract: the selected submodel's -------------------------------------------------------------------
+    @property
+    def stream_kind(self) -> StreamKind:  # type: ignore[override]
+        return self.active.stream_kind
+
+    @property
+    def receptive_field(self) -> int:
+        return self.active.receptive_field
+
+    def cost(self) -> ModelCost:
+        return self.active.cost()
+
+    def _macs_per_sample(self) -> int:
+        return self.active.cost().macs_per_sample or 0
+
+    def describe(self) -> dict[str, Any]:
+        active = self.active.describe()
+        return {"architecture": self.nam_architecture, "slim": self.slim, "active_submodel": self.active_index,
+                "submodels": [{"max_value": v, **m.describe()} for v, m in zip(self.max_values, self.submodels)],
+                "active_architecture": active.pop("architecture"), **active}
+
+    def device_ops(self) -> list[DeviceOp]:
+        return self.active.device_ops()
+
+    def forward(self, x: torch.Tensor, pad_start: bool = False) -> torch.Tensor:
+        return self.active(x, pad_start=pad_start)
+
+    def stream_init(self, dtype: torch.dtype = torch.float32) -> Any:
+        return self.active.stream_init(dtype)
+
+    def stream_block(self, x: torch.Tensor, state: Any) -> tuple[torch.Tensor, Any]:
+        return self.active.stream_block(x, state)
+
+    def initial_stream_state(self) -> dict[str, torch.Tensor]:
+        return self.active.initial_stream_state()
+
+    def stream_metadata(self) -> dict[str, Any]:
+        return {**self.active.stream_metadata(), "container": {"slim": self.slim, "submodel": self.active_index}}
+
+    def streaming_module(self) -> nn.Module:
+        return self.active.streaming_module()
+
+    def streaming_twin(self, block_size: int) -> TwinPlan:
+        return self.active.streaming_twin(block_size)
+
+    def twin_reference(self, x: torch.Tensor) -> torch.Tensor:
+        return self.active.twin_reference(x)
+
+    def prepare_for_inference(self) -> None:
+        for m in self.submodels:
+            m.prepare_for_inference()  # type: ignore[operator]
