@@ -19,8 +19,8 @@ rising difficulty:
 Each capture is a folder ``bench/captures/<name>-<seconds>s-seed<seed>/`` (git-ignored) holding ``input.wav`` and
 ``output.wav`` (48 kHz, float32, mono), ``input.layout.json`` (the layout sidecar the dataset reads) and
 ``capture.json`` (how it was made: recipe, tool versions, the latency found from the blips, levels, the
-repeatability ESR of the two validation recordings, SHA-256 of both files' samples). Everything is seeded; a folder whose
-``capture.json`` has the same parameters is reused.
+repeatability ESR of the two validation recordings, SHA-256 of both files' samples). Everything is seeded; a
+folder whose ``capture.json`` has the same parameters is reused.
 """
 from __future__ import annotations
 
@@ -42,7 +42,8 @@ import soundfile as sf
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from tinyverse.audio.capture import LAYOUT_VERSION, CaptureLayout, DeviceSettings, render_device, standard_input  # noqa: E402
+from tinyverse.audio.capture import (LAYOUT_VERSION, CaptureLayout, DeviceSettings,  # noqa: E402
+                                     render_device, standard_input)
 from tinyverse.audio.dataset import calibrate_latency  # noqa: E402
 from tinyverse.audio.metrics import esr  # noqa: E402
 
