@@ -144,3 +144,14 @@ def test_find_repeats_ignores_silence():
     x = np.zeros(6 * SR, np.float32)
     x[:SR] = 0.1 * np.random.default_rng(0).standard_normal(SR)
     assert find_repeats(x, [4 * SR, 6 * SR], [0, 4 * SR], SR) == []
+
+
+def test_ranges_count_on_the_input_file_not_the_aligned_signal(tmp_path):
+    """A range ending at the file's last sample stays valid when the latency shortens the aligned pair."""
+    x = (0.2 * np.random.default_rng(8).standard_normal(10 * SR)).astype(np.float32)
+    y = np.concatenate([np.zeros(30, np.float32), _device(x)[:-30]])
+    ip, op = _pair(tmp_path / "cap", x, y)
+    data = NamCaptureDataset(ip, op, latency=30, validation_range=["432000 samples", "480000 samples"]).load()
+    assert data.layout.validation[-1] == [432000, 480000 - 30]
+    xv, yv = data.validation(receptive_field=1)
+    np.testing.assert_allclose(yv[0], _device(xv[0]), atol=1e-6)

@@ -264,10 +264,13 @@ class NamCaptureDataset:
         """Apply ``train_range`` / ``validation_range`` to ``layout``; return the audio training must skip: every
         place whose input repeats the scored validation input. What was done goes to ``info`` (dataset.json)."""
         n = len(x)
+        # Ranges count on the input file as written (as NAM's do), then are cut to the latency-aligned length.
         if self.validation_range is not None:
-            layout.validation = [parse_range(self.validation_range, sr, n, "dataset.validation_range")]
+            v = parse_range(self.validation_range, sr, layout.length, "dataset.validation_range")
+            layout.validation = [[v[0], min(v[1], n)]]
         if self.train_range is not None:
-            layout.train = parse_range(self.train_range, sr, n, "dataset.train_range")
+            t = parse_range(self.train_range, sr, layout.length, "dataset.train_range")
+            layout.train = [t[0], min(t[1], n)]
         v0, v1 = layout.validation[-1]
         if v1 <= v0:
             raise DatasetError("dataset.validation_range: required for this capture (its layout has no validation "
