@@ -1,9 +1,10 @@
-"""``modelmaker render MODEL in.wav out.wav [--block-size N]``
+"""``modelmaker render MODEL in.wav out.wav [--block-size N] [--slim S]``
 
 Processes a WAV file through an audio model block by block, as a plugin or pedal does (receptive-field history
 or recurrent state carried between blocks), and prints the real-time factor. MODEL is a ``.nam`` file, a run's
 checkpoint (``.ckpt``, next to its ``model.nam``), or a streaming ``.onnx`` / ``.tflite`` export of a run
-(``model_stream*.onnx``, ``model_stream_*.tflite``; float or int8).
+(``model_stream*.onnx``, ``model_stream_*.tflite``; float or int8). ``--slim`` is the NAM plugin's size knob for
+``SlimmableContainer`` files (e.g. A2: lite below 0.5, full above) and slimmable WaveNets.
 """
 from __future__ import annotations
 
@@ -23,6 +24,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="samples per block (default 512; a .tflite file's own block length)")
     p.add_argument("--runtime", choices=["litert", "tflm"], default="litert",
                    help=".tflite only: LiteRT reference kernels (default) or the TFLite Micro interpreter")
+    p.add_argument("--slim", type=float, default=None,
+                   help="model size for SlimmableContainer files and slimmable WaveNets, 0.0 (smallest) to 1.0 "
+                        "(full, what NAM Core runs when nothing is set), as the NAM plugin's size knob")
     p.set_defaults(func=main)
 
 
@@ -72,6 +76,9 @@ def main(args: argparse.Namespace) -> int:
     if args.block_size is not None and args.block_size < 1:
         print("modelmaker: error: --block-size must be >= 1", file=sys.stderr)
         return 2
+    if args.slim is not None and not 0.0 <= args.slim <= 1.0:
+        print(f"modelmaker: error: --slim must be between 0.0 and 1.0, got {args.slim}", file=sys.stderr)
+        return 2
     model_path = Path(args.model)
     if not model_path.exists():
         print(f"modelmaker: error: model: no such file: {model_path}", file=sys.stderr)
@@ -95,6 +102,10 @@ def main(args: argparse.Namespace) -> int:
     torch.set_num_threads(1)  # a plugin runs on one audio thread
     try:
         if model_path.suffix in (".onnx", ".tflite"):
+            if args.slim is not None:
+                print(f"modelmaker: error: --slim: {model_path.name} is a streaming export of one model size; "
+                      "give the .nam file to choose a size", file=sys.stderr)
+                return 2
             from tinyverse.audio.stream import open_stream_processor
 
             try:
@@ -116,6 +127,14 @@ def main(args: argparse.Namespace) -> int:
                           file=sys.stderr)
         else:
             model, info = load_audio_model(model_path)
+            if args.slim is not None:
+                set_slim = getattr(model, "set_slim", None)  # the model knows whether it has sizes
+                if set_slim is None:
+                    raise ValueError(f"{type(model).__name__} has no slimmable size")
+                try:
+                    set_slim(args.slim)
+                except ValueError as e:
+                    raise ValueError(f"--slim: {model_path.name}: {e}") from None
             proc = StreamProcessor(model)
     except (ValueError, FileNotFoundError) as e:
         print(f"modelmaker: error: {e}", file=sys.stderr)
@@ -137,7 +156,8 @@ def main(args: argparse.Namespace) -> int:
     rtf = secs / dur if dur else float("nan")
     speed = (f"{1 / rtf:.1f}x faster than real time" if rtf < 1 else f"{rtf:.1f}x slower than real time") \
         if rtf > 0 else "instant"
-    print(f"rendered {dur:.2f} s of audio in {secs:.2f} s with {model_path.name} (blocks of {args.block_size}): "
+    size = f", slim {args.slim:g}" if args.slim is not None else ""
+    print(f"rendered {dur:.2f} s of audio in {secs:.2f} s with {model_path.name}{size} (blocks of {args.block_size}): "
           f"real-time factor {rtf:.3f} ({speed})")
     print(f"wrote {output}" + (f" (created the folder {created})" if created else ""))
     return 0

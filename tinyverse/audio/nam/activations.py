@@ -157,14 +157,11 @@ class NamActivation:
         if t == "Softsign":
             return x / (1.0 + x.abs())
         if t == "LeakyReLU":
-            slope = 0.01 if self.negative_slope is None else self.negative_slope
-            return torch.where(x > 0, x, slope * x)
-        if t == "PReLU":
-            if self.negative_slopes is not None:
-                slope = torch.tensor(self.negative_slopes, dtype=x.dtype, device=x.device).reshape(1, -1, 1)
-            else:
-                slope = 0.01 if self.negative_slope is None else self.negative_slope
-            return torch.where(x > 0, x, slope * x)
+            return F.leaky_relu(x, 0.01 if self.negative_slope is None else self.negative_slope)
+        if t == "PReLU":  # x > 0 ? x : slope · x, a slope per channel (axis 1)
+            slopes = self.negative_slopes if self.negative_slopes is not None else \
+                (0.01 if self.negative_slope is None else self.negative_slope,)
+            return F.prelu(x, torch.tensor(slopes, dtype=x.dtype, device=x.device))
         if t == "LeakyHardtanh":
             lo, hi = self.min_val, self.max_val
             out = torch.where(x < lo, (x - lo) * self.min_slope + lo, x)
