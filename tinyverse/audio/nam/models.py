@@ -498,8 +498,11 @@ class NAMWaveNet(NAMModel):
 
     def device_ops(self) -> list[DeviceOp]:
         d = self.describe()
+        m = self._active()
+        kernels = d["kernel_sizes"] + [s.head_kernel_size for s in m.specs] + \
+            (m.post_head.cfg["kernel_sizes"] if m.post_head is not None else [])  # the largest of any conv
         ops: list[DeviceOp] = [{"op_class": "WAVENET", "layer_arrays": d["layer_arrays"], "gated": d["gated"],
-                                "kernel_size": max(d["kernel_sizes"]), "receptive_field": int(self.receptive_field)}]
+                                "kernel_size": max(kernels), "receptive_field": int(self.receptive_field)}]
         acts = _unique(d["activations"] + d.get("secondary_activations", []))
         return ops + [{"op_class": a.upper()} for a in acts]
 

@@ -232,7 +232,7 @@ class LayerArraySpec:
             for m in modes:
                 if m not in GATING_MODES:
                     raise ValueError(f"{w}: gating_mode {m!r} is not one of {', '.join(GATING_MODES)}")
-            if "gated" in d and bool(d["gated"]) != any(m != "none" for m in modes):
+            if "gated" in d and (d["gated"] is True) != ("gated" in modes):  # Core reads gating_mode only
                 raise ValueError(f"{w}: gated={d['gated']} contradicts gating_mode {gm!r}")
             if isinstance(sec, list) and len(sec) != n:
                 raise ValueError(f"{w}: secondary_activation list has {len(sec)} entries for {n} layers")
