@@ -163,6 +163,28 @@ def test_container_picks_the_submodel_core_picks() -> None:
     assert sc.stream_kind == "context" and sc.receptive_field > 1
     with pytest.raises(ValueError, match="between 0.0 and 1.0"):
         a2.set_slim(1.5)
+    a2.slim = 0.2  # the attribute is the knob too
+    assert a2.active_index == 0 and a2.slim == 0.2
+    with pytest.raises(ValueError, match="no slimmable size"):
+        model("nam013_a1_nano").slim = 0.5
+
+
+def test_a_built_container_is_written_as_07_with_its_submodels_versions(tmp_path: Path) -> None:
+    torch.manual_seed(0)
+    lite, full = NAMWaveNet(a1_wavenet_layers("nano"), 0.02), NAMWaveNet(a1_wavenet_layers("feather"), 0.02)
+    c = NAMSlimmableContainer([(0.5, lite), (1.0, full)], [{"name": "lite"}, {"name": "full"}])
+    save_nam(c, tmp_path / "c.nam", metadata={"name": "both"}, sample_rate=44_100)
+    raw = json.loads((tmp_path / "c.nam").read_text())
+    assert (raw["version"], raw["architecture"], raw["weights"], raw["sample_rate"]) == \
+        ("0.7.0", "SlimmableContainer", [], 44_100)
+    subs = raw["config"]["submodels"]
+    assert [(s["max_value"], s["model"]["version"], s["model"]["sample_rate"], s["model"]["metadata"]["name"])
+            for s in subs] == [(0.5, "0.5.4", 44_100, "lite"), (1.0, "0.5.4", 44_100, "full")]
+    back = model_from_nam(tmp_path / "c.nam")
+    x = torch.randn(1, 5000, dtype=torch.float64) * 0.2
+    for slim, sub in ((0.0, lite), (1.0, full)):
+        back.set_slim(slim)
+        np.testing.assert_array_equal(render(back, x).numpy(), render(sub, x).numpy())
 
 
 def _core_slimmed_weights(flat: list[float], ch: int, new: int, n_layers: int, k: int) -> list[float]:

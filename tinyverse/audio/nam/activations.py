@@ -68,7 +68,8 @@ class NamActivation:
         if isinstance(obj, str):
             name = _SPELLINGS.get(obj, obj)
             if name not in CORE_ACTIVATION_TYPES:
-                raise ValueError(f"{where}: unknown activation {obj!r} (NAM Core knows: {', '.join(CORE_ACTIVATION_TYPES)})")
+                raise ValueError(f"{where}: unknown activation {obj!r} "
+                                 f"(NAM Core knows: {', '.join(CORE_ACTIVATION_TYPES)})")
             return cls(name)
         if not isinstance(obj, dict):
             raise ValueError(f"{where}: expected an activation name or object, got {obj!r}")

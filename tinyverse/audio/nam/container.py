@@ -48,7 +48,7 @@ class NAMSlimmableContainer(NAMModel):
         self.submodel_metadata = [dict(m) for m in (metadata or [{}] * len(values))]
         if len(self.submodel_metadata) != len(values):
             raise ValueError("give one metadata object per submodel")
-        self.slim = 1.0
+        self._slim = 1.0
         self.active_index = len(values) - 1  # Core's default: the full-size (last) submodel
 
     # -- the size knob -----------------------------------------------------------------------------------------
@@ -60,10 +60,18 @@ class NAMSlimmableContainer(NAMModel):
         """The submodel Core runs at slim ``value``: the first whose max_value exceeds it, else the last."""
         return next((i for i, v in enumerate(self.max_values) if value < v), len(self.max_values) - 1)
 
+    @property
+    def slim(self) -> float:
+        return self._slim
+
+    @slim.setter
+    def slim(self, value: float) -> None:
+        self.set_slim(value)
+
     def set_slim(self, value: float) -> None:
         check_slim(value)
-        self.slim = float(value)
-        self.active_index = self.index_for(self.slim)
+        self._slim = float(value)
+        self.active_index = self.index_for(self._slim)
 
     @property
     def active(self) -> NAMModel:

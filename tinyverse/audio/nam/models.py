@@ -186,6 +186,15 @@ class NAMModel(nn.Module):
     def slimmable(self) -> bool:
         return False
 
+    @property
+    def slim(self) -> float | None:
+        """The size chosen with :meth:`set_slim` (1.0 until then); None for a model with one size."""
+        return None
+
+    @slim.setter
+    def slim(self, value: float) -> None:
+        self.set_slim(value)
+
     def set_slim(self, value: float) -> None:
         """Pick the model size for ``value`` in [0, 1] (0: smallest, 1: full), as a plugin's size knob does."""
         check_slim(value)
@@ -267,7 +276,8 @@ class NAMWaveNet(NAMModel):
             raise ValueError("NAMWaveNet needs at least one layer array")
         if in_channels != 1:
             raise ValueError(f"in_channels {in_channels}: only mono input is supported")
-        specs = [la if isinstance(la, LayerArraySpec) else LayerArraySpec.from_json(la, i) for i, la in enumerate(layers)]
+        specs = [la if isinstance(la, LayerArraySpec) else LayerArraySpec.from_json(la, i)
+                 for i, la in enumerate(layers)]
         cond_size = condition_dsp.out_channels if condition_dsp is not None else in_channels
         for i, s in enumerate(specs):
             if s.condition_size != cond_size:
@@ -275,8 +285,8 @@ class NAMWaveNet(NAMModel):
                 raise ValueError(f"layer array {i}: condition_size ({s.condition_size}) must equal {src} ({cond_size})")
             expected = in_channels if i == 0 else specs[i - 1].channels
             if s.input_size != expected:
-                raise ValueError(f"layer array {i}: input_size ({s.input_size}) must equal "
-                                 + ("the input channels" if i == 0 else f"channels of array {i - 1}") + f" ({expected})")
+                src = "the input channels" if i == 0 else f"channels of array {i - 1}"
+                raise ValueError(f"layer array {i}: input_size ({s.input_size}) must equal {src} ({expected})")
             if i > 0 and (s.channels != specs[i - 1].head_size or s.head_width != specs[i - 1].head_size):
                 # Core feeds array i-1's head output into array i's head accumulator.
                 raise ValueError(
@@ -297,6 +307,7 @@ class NAMWaveNet(NAMModel):
         # Core takes head_scale from the weights; the config copy is informative. Remember the config's
         # spelling (e.g. 0.02 vs float32(0.02)) so an unchanged model writes its config back verbatim.
         self._config_head_scale = float(head_scale)
+        self._slim_value: float | None = None
         self._slim_channels: tuple[int, ...] | None = None
         self._slim_cache: tuple[Any, ...] = ()  # (key, model): a tuple, so the copy is no submodule
 
@@ -391,11 +402,20 @@ class NAMWaveNet(NAMModel):
             out.append(s.channels if ac is None else ac[min(int(math.floor(value * len(ac))), len(ac) - 1)])
         return tuple(out)
 
+    @property
+    def slim(self) -> float | None:
+        return (1.0 if self._slim_value is None else self._slim_value) if self.slimmable else None
+
+    @slim.setter
+    def slim(self, value: float) -> None:
+        self.set_slim(value)
+
     def set_slim(self, value: float) -> None:
         check_slim(value)
         if not self.slimmable:
             super().set_slim(value)
         channels = self.slim_channels(value)
+        self._slim_value = float(value)
         self._slim_channels = None if channels == tuple(s.channels for s in self.specs) else channels
 
     def slimmed(self, channels: Sequence[int]) -> NAMWaveNet:
