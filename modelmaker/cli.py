@@ -18,6 +18,7 @@ def _user_errors() -> tuple[type[BaseException], ...]:
     from modelmaker.compilation import DeviceCheckError, ModelFileError, VerificationError
     from modelmaker.config import ConfigError
     from modelmaker.run_folder import RunFolderError
+    from tinyverse.audio.composition import CompositionError
     from tinyverse.timeseries.data import DatasetError
     from tinyverse.devices import ProfileError
     from tinyverse.export import ExportError
@@ -27,7 +28,7 @@ def _user_errors() -> tuple[type[BaseException], ...]:
     from tinyverse.timeseries.transforms import TransformError
 
     return (ConfigError, RunFolderError, DatasetError, SpecError, RegistryError, ExportError, ExtensionError,
-            DeviceCheckError, ModelFileError, ProfileError, TransformError, VerificationError)
+            DeviceCheckError, ModelFileError, ProfileError, TransformError, VerificationError, CompositionError)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -16,6 +16,8 @@ from .format import (
 from .presets import A1_LSTM, A1_WAVENET, a1_wavenet_layers
 from .activations import NamActivation
 from .container import NAMSlimmableContainer
+from .dag import NAMDAG, DagNode
+from .sequential import NAMSequential
 from .models import (
     CORE_ACTIVATIONS,
     FILE_VERSIONS,
@@ -35,13 +37,16 @@ __all__ = [
     "A1_WAVENET",
     "a1_wavenet_layers",
     "CORE_ACTIVATIONS",
+    "DagNode",
     "FILE_VERSIONS",
     "GEAR_TYPES",
     "LayerArraySpec",
     "NAMLSTM",
+    "NAMDAG",
     "NAMLinear",
     "NAMModel",
     "NAMSlimmableContainer",
+    "NAMSequential",
     "NAMWaveNet",
     "NamActivation",
     "NamFile",

@@ -28,7 +28,9 @@ from typing import Any, Union
 import torch.nn as nn
 
 from .container import NAMSlimmableContainer
+from .dag import NAMDAG
 from .models import FILE_VERSIONS, NAMLSTM, NAMLinear, NAMModel, NAMWaveNet, NamWeightError
+from .sequential import NAMSequential
 
 __all__ = [
     "GEAR_TYPES",
@@ -44,7 +46,9 @@ __all__ = [
 ]
 
 WRITE_VERSION = FILE_VERSIONS[0]  # what A1 models are written as
-SUPPORTED_ARCHITECTURES = ("WaveNet", "LSTM", "Linear", "SlimmableContainer")
+SUPPORTED_ARCHITECTURES = ("WaveNet", "LSTM", "Linear", "SlimmableContainer", "Sequential", "DAG")
+# Containers of complete nested .nam objects: Core's Sequential, and our DAG extension (docs/composition.md).
+_COMPOSED = {"Sequential": NAMSequential, "DAG": NAMDAG}
 _READ_MINORS = (5, 6, 7)
 
 GEAR_TYPES = ("amp", "pedal", "pedal_amp", "amp_cab", "amp_pedal_cab", "preamp", "studio")
@@ -145,6 +149,12 @@ def _build(nf: NamFile, role: str = "model", **kwargs: Any) -> NAMModel:
             models.append((_number(entry["max_value"], f"{w}: max_value"), model))
             metas.append(snf.metadata)
         return NAMSlimmableContainer(models, metas)
+    if nf.architecture in _COMPOSED:
+        def read_child(obj: Any, w: str) -> tuple[NAMModel, dict[str, Any]]:
+            cnf, child = _nested(obj, f"{where}: {w}", nf, "submodel", kwargs)
+            return child, cnf.metadata
+
+        return _COMPOSED[nf.architecture].from_nam_config(c, read_child)
     if nf.architecture == "LSTM":
         return NAMLSTM(int(c["hidden_size"]), int(c["num_layers"]), int(c.get("input_size", 1)))
     if nf.architecture == "Linear":
