@@ -5,6 +5,10 @@ Composes models into one "full rig" .nam file (docs/composition.md): a chain bec
 ``sum`` / ``mean`` / ``weighted`` fan-ins, ``output``) becomes a DAG — written as a plain ``Sequential`` when it is a
 chain, so NAM Core loads it, otherwise in tinyverse's documented extension of the format. IRs at another sample rate
 are resampled to the chain's (``--strict-sample-rate`` refuses them instead). Prints the whole chain's cost.
+
+``--flatten MODEL`` writes one plain model instead, for pedals that cannot load containers: the zoo model MODEL
+(e.g. ``NAM_WaveNet_feather``) trained on the chain's output for a standard-style input, with its ESR against the
+chain printed; ``--flatten fold`` folds a WaveNet → IR chain exactly into one WaveNet (its post-stack head).
 """
 from __future__ import annotations
 
@@ -24,6 +28,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--strict-sample-rate", action="store_true",
                    help="refuse an impulse response at another sample rate instead of resampling it")
     p.add_argument("--name", help="metadata name of the rig (default: the stages' names joined by ' + ')")
+    p.add_argument("--flatten", metavar="MODEL|fold",
+                   help="write one plain model instead: a zoo model (e.g. NAM_WaveNet_feather) trained on the chain's "
+                        "output, or 'fold' (exact: a WaveNet -> IR chain as one WaveNet with the IR as its head)")
+    p.add_argument("--flatten-epochs", type=int, default=10, help="--flatten MODEL: training epochs (default 10)")
+    p.add_argument("--flatten-seconds", type=float, default=40.0,
+                   help="--flatten MODEL: seconds of standard-style input the chain renders (default 40)")
     p.set_defaults(func=main)
 
 
@@ -42,6 +52,9 @@ def main(args: argparse.Namespace) -> int:
         raise CompositionError("give either models to chain or --dag GRAPH.yaml, not both")
     if not args.dag and not args.models:
         raise CompositionError("nothing to combine: give models to chain (amp.nam cab.wav ...) or --dag GRAPH.yaml")
+    if args.flatten and (args.flatten_epochs < 1 or args.flatten_seconds < 15):
+        raise CompositionError("--flatten-epochs must be >= 1 and --flatten-seconds >= 15 (a standard-style input "
+                               "needs room for its validation blocks and a training region)")
     if args.sample_rate is not None and args.sample_rate <= 0:
         raise CompositionError(f"--sample-rate must be a positive number of Hz, got {args.sample_rate}")
     output = Path(args.output)
@@ -60,6 +73,8 @@ def main(args: argparse.Namespace) -> int:
         composed = combine(args.models, sample_rate=args.sample_rate, strict_rate=args.strict_sample_rate)
         default_name = " + ".join(Path(m).stem for m in args.models)
     model = composed.model
+    if args.flatten:
+        return _flatten(args, composed, output, args.name or default_name)
     try:
         output.parent.mkdir(parents=True, exist_ok=True)
         save_nam(model, output, {"name": args.name or default_name}, composed.sample_rate)
@@ -80,4 +95,56 @@ def main(args: argparse.Namespace) -> int:
     else:
         print("  tinyverse's DAG extension of .nam (docs/composition.md): NAM Core cannot load it; "
               "modelmaker render plays it")
+    return 0
+
+
+def _flatten(args: argparse.Namespace, composed, output: Path, name: str) -> int:
+    """Write one plain model for ``composed``: distilled into a zoo model, or folded exactly."""
+    from tinyverse.audio import esr_verdict
+    from tinyverse.audio.composition import CompositionError
+    from tinyverse.audio.flatten import FlattenError, distil, fold, fold_ir
+    from tinyverse.audio.nam import save_nam
+    from tinyverse.models import create_model
+    from tinyverse.registry import RegistryError
+
+    chain, rate = composed.model, composed.sample_rate
+    try:
+        folded = fold_ir(chain)
+        fold_note = (f"exact alternative: --flatten fold (one 0.7.0 WaveNet with the IR as its post-stack head, "
+                     f"{folded.cost().macs_per_sample:,} MACs/sample; NAM Core >= 0.4.1 loads it, 0.5-era pedal "
+                     "engines do not)")
+    except FlattenError as e:
+        folded, fold_note = None, str(e)
+    if args.flatten == "fold":
+        if folded is None:
+            raise CompositionError(f"--flatten fold: {fold_note}")
+        result = fold(chain, rate)
+        save_nam(result.model, output, {"name": name}, rate)
+        cost = result.model.cost()
+        print(f"wrote {output}: {name} folded into one WaveNet (version {result.model.nam_version()}): ESR "
+              f"{result.esr:.1e} against the chain, the same samples after the first {result.info['settle_samples']:,} "
+              "of a stream (until then the folded head hears the amp's answer to silence)")
+        print(f"  receptive field {cost.receptive_field:,} samples, {cost.macs_per_sample:,} MACs/sample, "
+              f"{cost.weights:,} weights")
+        return 0
+    try:
+        student = create_model(args.flatten)
+    except RegistryError as e:
+        raise CompositionError(f"--flatten: {str(e).splitlines()[0]}") from None
+    except (TypeError, ValueError) as e:
+        raise CompositionError(f"--flatten {args.flatten}: cannot be built: {e}") from None
+    try:
+        result = distil(chain, student, sample_rate=rate, seconds=args.flatten_seconds, epochs=args.flatten_epochs)
+    except FlattenError as e:
+        raise CompositionError(f"--flatten {args.flatten}: {e}") from None
+    save_nam(result.model, output, {"name": f"{name} (flattened)", "validation_esr": result.esr}, rate)
+    cost = result.model.cost()
+    info = result.info
+    print(f"wrote {output}: {name} distilled into {args.flatten} (version {result.model.nam_version()})")
+    print(f"  ESR against the chain: {result.esr:.4f} ({esr_verdict(result.esr)}) on the "
+          f"{info['validation_seconds']} s validation block; {info['epochs']} epochs on "
+          f"{info['train_seconds_of_audio']} s of the chain's output in {info['seconds']:.0f} s")
+    print(f"  receptive field {cost.receptive_field:,} samples (the chain's: {chain.receptive_field:,}), "
+          f"{cost.macs_per_sample:,} MACs/sample (the chain's: {chain.cost().macs_per_sample:,})")
+    print(f"  {fold_note}")
     return 0

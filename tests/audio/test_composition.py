@@ -516,3 +516,88 @@ def test_cli_combine_errors_are_one_line_exit_2(files: Path, capsys, case: str, 
     rc, stdout, err = cli(capsys, "combine", *args)
     assert rc == 2 and message in err and err.startswith("modelmaker: error: ") and err.count("\n") == 1, err
     assert not out.exists() and (files / "amp.nam").read_bytes() == before  # nothing written, nothing lost
+
+
+# -------------------------------------------------------------------------------------------------- flatten
+
+
+def test_fold_makes_one_wavenet_that_renders_the_full_rig(rig: NAMSequential) -> None:
+    from tinyverse.audio.flatten import fold
+
+    result = fold(rig)
+    folded = result.model
+    assert isinstance(folded, NAMWaveNet) and folded.nam_version() == "0.7.0"
+    assert folded.receptive_field == rig.receptive_field and result.info["settle_samples"] == 2047
+    assert folded.cost().macs_per_sample == rig.cost().macs_per_sample and result.esr < 1e-6
+    x, target = wav("input_guitar"), wav("rig_sequential__input_guitar")
+    y = render(folded, x).numpy()
+    assert float(np.abs(y[2047:] - target[2047:]).max()) <= TOL  # Core's full-rig samples once the IR has filled
+    assert float(np.abs(y[:2047] - target[:2047]).max()) > 1e-4  # the start-up differs (the amp's DC in the head)
+
+
+@pytest.mark.parametrize("stages,reason", [
+    (lambda: [fir([1.0, 0.5]), nano(0)], "Linear -> WaveNet"),
+    (lambda: [NAMLSTM(4), fir([1.0, 0.5])], "LSTM -> Linear"),
+    (lambda: [nano(0)], "WaveNet"),
+])
+def test_fold_says_when_a_chain_does_not_fold(stages, reason: str) -> None:
+    from tinyverse.audio.flatten import FlattenError, fold_ir
+
+    with pytest.raises(FlattenError, match=f"no exact fold for a chain of {reason}: .*distil it instead"):
+        fold_ir(NAMSequential(stages()))
+
+
+def test_fold_combines_several_irs_and_their_biases() -> None:
+    from tinyverse.audio.flatten import fold_ir
+
+    b1 = NAMLinear(3, bias=True)
+    b1.import_weights([0.5, -0.25, 0.1, 0.05])  # taps, then the bias
+    chain = NAMSequential([nano(2), b1, fir([0.8, 0.3])])
+    folded = fold_ir(chain)
+    x = np.random.default_rng(7).standard_normal(6000).astype(np.float32) * 0.3
+    np.testing.assert_allclose(render(folded, x).numpy()[10:], render(chain, x).numpy()[10:], atol=1e-9)
+
+
+def test_distil_trains_a_plain_model_on_the_chain(tmp_path: Path) -> None:
+    from tinyverse.audio.flatten import distil
+    from tinyverse.models import create_model
+
+    chain = NAMSequential([fir([0.5, 0.3, -0.2]), fir([0.9, 0.1])])
+    student = create_model("NAM_Linear", receptive_field=8)  # starts as a pass-through
+    before = student.export_weights()
+    result = distil(chain, student, seconds=15, epochs=2, work_dir=tmp_path / "work")
+    assert result.method == "distil" and result.model is student and result.info["epochs"] == 2
+    assert (tmp_path / "work" / "checkpoints" / "best.ckpt").is_file()
+    assert student.export_weights() != before
+    # the reported ESR is the student's against the chain on the validation block of the standard-style input
+    from tinyverse.audio import esr
+    from tinyverse.audio.capture import standard_input
+
+    x, layout = standard_input(48_000, 0, 15)
+    v0, v1 = layout.validation[-1]
+    expected = esr(render(chain, x).numpy()[v0:v1], render(student, x).numpy()[v0:v1])
+    assert result.esr == pytest.approx(expected, rel=1e-4)
+    untrained = esr(render(chain, x).numpy()[v0:v1], x[v0:v1].astype(np.float64))  # the pass-through's
+    assert result.esr < untrained
+
+
+def test_cli_flatten(files: Path, capsys) -> None:
+    out = files / "flat.nam"
+    rc, stdout, err = cli(capsys, "combine", AMP, FIX / "cab_ir.wav", "-o", out, "--flatten", "fold")
+    assert rc == 0, err
+    assert "folded into one WaveNet (version 0.7.0)" in stdout and "first 2,047 of a stream" in stdout
+    y = render(model_from_nam(out), wav("input_core_example")).numpy()
+    assert float(np.abs(y[2047:] - wav("rig_sequential__input_core_example")[2047:]).max()) <= TOL
+    rc, stdout, err = cli(capsys, "combine", files / "cab_a.wav", files / "cab_b.wav", "-o", out, "--flatten",
+                          "NAM_Linear", "--flatten-epochs", "1", "--flatten-seconds", "15")
+    assert rc == 0, err
+    assert "distilled into NAM_Linear" in stdout and "ESR against the chain: " in stdout
+    assert "no exact fold for a chain of Linear -> Linear" in stdout
+    d = json.loads(out.read_text())
+    assert d["architecture"] == "Linear" and "validation_esr" in d["metadata"]["training"]
+    for args, message in ((["--flatten", "fold"], "--flatten fold: no exact fold for a chain of Linear -> Linear"),
+                          (["--flatten", "NAM_WaveNet_feathr"], "--flatten: "),
+                          (["--flatten", "NAM_Linear", "--flatten-seconds", "5"], "--flatten-seconds >= 15")):
+        rc, _, err = cli(capsys, "combine", files / "cab_a.wav", files / "cab_b.wav", "-o", files / "x.nam", *args)
+        assert rc == 2 and message in err and err.count("\n") == 1, err
+        assert not (files / "x.nam").exists()
