@@ -54,9 +54,11 @@ AUDIO_CASES = [
     ("  epochs: 1\n", "  epochs: 1\n  label_smoothing: 0.1\n", "training.label_smoothing",
      "task 'amp_modelling' does not use it (its training step takes no label_smoothing); remove it (line 10)"),
     ("  epochs: 1\n", "  epochs: 1\n  loss: mse\n", "training.loss", "task 'amp_modelling' has its own loss"),
+    # audio has QAT: its quantization keys follow the same rules as time series'
     ("  epochs: 1\n", "  epochs: 1\n  quantization: qat\n", "training.quantization",
-     "not used by the audio modality: quantization-aware training is not implemented for audio models"),
-    ("  epochs: 1\n", "  epochs: 1\n  qat_epochs: 3\n", "training.qat_epochs", "not used by the audio modality"),
+     "qat shapes the int8 exports of the compilation stage, which is off; set compilation.enable: true"),
+    ("  epochs: 1\n", "  epochs: 1\n  qat_epochs: 3\n", "training.qat_epochs",
+     "used only with training.quantization: qat; set training.quantization: qat, or remove it (line 10)"),
     ("training:\n", "testing:\n  batch_size: 8\ntraining:\n", "testing.batch_size",
      "not used by the audio modality: a capture has no test split"),
     ("training:\n", "testing:\n  enable: false\ntraining:\n", "testing.enable", "not used by the audio modality"),

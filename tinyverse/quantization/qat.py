@@ -1,5 +1,9 @@
-"""Quantization-aware fine-tuning with a simple, explicit fake-quant: per-channel symmetric int8 on conv/linear
-weights and per-tensor int8 on every spec layer's output (moving-average min/max observers).
+"""Quantization-aware fine-tuning with a simple, explicit fake-quant: per-channel symmetric int8 on the weights of
+conv, linear and recurrent (LSTM/GRU) modules, and per-tensor int8 on activations (moving-average or running
+min/max observers): every spec layer's output for a spec model; for any other module (e.g. NAM's WaveNet / LSTM) the output
+of every submodule that is not a container — each tensor of a tuple output on its own grid — and optionally the
+model's input. Inside a recurrent module only the weights are fake-quantized: its gates and cell state run in float
+(the per-step activations would need the cell unrolled in Python).
 
 It returns a *float* model: the fake-quant is removed after fine-tuning, leaving weights that were trained under
 int8 rounding noise, so the PTQ exporters (ONNX int8, TFLite int8) lose less accuracy. Note the BatchNorm of a
@@ -33,11 +37,69 @@ class PerChannelSymmetricFakeQuant(nn.Module):
         return torch.fake_quantize_per_channel_affine(w, scale, zero, 0, -127, 127)
 
 
-def _activation_fake_quant() -> nn.Module:
-    from torch.ao.quantization import FakeQuantize, MovingAverageMinMaxObserver
+# Activation range observers: a moving average of per-batch min/max, or the running min/max over everything seen,
+# first over one pass of the training data (what MinMax calibration of the int8 exporters computes; it suits signals
+# whose level varies over the data, such as an amp capture, where a moving average of batch extremes clips the loud
+# passages).
+OBSERVERS = ("moving_average", "minmax")
 
-    return FakeQuantize(observer=MovingAverageMinMaxObserver, quant_min=-128, quant_max=127, dtype=torch.qint8,
+
+def _activation_fake_quant(observer: str = "moving_average") -> nn.Module:
+    from torch.ao.quantization import FakeQuantize, MinMaxObserver, MovingAverageMinMaxObserver
+
+    obs = {"moving_average": MovingAverageMinMaxObserver, "minmax": MinMaxObserver}[observer]
+    return FakeQuantize(observer=obs, quant_min=-128, quant_max=127, dtype=torch.qint8,
                         qscheme=torch.per_tensor_affine)
+
+
+# Module types whose weights are fake-quantized: the parameter names, per module.
+def _weight_names(m: nn.Module) -> list[str]:
+    if isinstance(m, (nn.Conv1d, nn.Conv2d, nn.Linear)):
+        return ["weight"]
+    if isinstance(m, nn.RNNBase):  # weight_ih_l0, weight_hh_l0, ... (biases stay float, int32 in int8 kernels)
+        return [n for n, _ in m.named_parameters(recurse=False) if n.startswith("weight_")]
+    return []
+
+
+def quantized_weights(model: nn.Module) -> list[tuple[nn.Module, str]]:
+    """(module, parameter name) of every weight QAT rounds to the int8 grid."""
+    return [(m, n) for m in model.modules() for n in _weight_names(m)]
+
+
+def activation_points(model: nn.Module) -> list[nn.Module]:
+    """The modules whose outputs QAT fake-quantizes: a spec model's layers; else every submodule (the model
+    included) that is not a container, so a hand-written model's sub-blocks (residual sums, activations they
+    return) are covered as well as its convs."""
+    if hasattr(model, "layers"):
+        return list(model.layers.values())
+    return [m for m in model.modules() if not isinstance(m, (nn.ModuleList, nn.ModuleDict, nn.Sequential))]
+
+
+class OutputFakeQuant(nn.Module):
+    """int8 fake-quant of a module's output: one observer per floating tensor of a (nested) tuple output, made on
+    first use, so the residual and the activation a block returns each get their own range."""
+
+    def __init__(self, observer: str = "moving_average") -> None:
+        super().__init__()
+        self.observer = observer
+        self.fqs = nn.ModuleList()
+
+    def forward(self, out: Any) -> Any:
+        count = 0
+
+        def q(o: Any) -> Any:
+            nonlocal count
+            if isinstance(o, torch.Tensor) and o.is_floating_point():
+                if count == len(self.fqs):
+                    self.fqs.append(_activation_fake_quant(self.observer))
+                count += 1
+                return self.fqs[count - 1](o)
+            if isinstance(o, tuple):
+                vals = [q(v) for v in o]
+                return type(o)(*vals) if hasattr(o, "_fields") else tuple(vals)
+            return o
+
+        return q(out)
 
 
 def _default_loss(y: np.ndarray) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
@@ -96,14 +158,17 @@ def _task_steps(task, model: nn.Module):
 
 def qat_finetune(model: nn.Module, train_arrays: Arrays, val_arrays: Arrays | None = None, epochs: int = 3,
                  lr: float = 1e-4, batch_size: int = 64, loss_fn: Callable | None = None,
-                 seed: int = 0, task: Any = None) -> nn.Module:
+                 seed: int = 0, task: Any = None, quantize_input: bool = False,
+                 observer: str = "moving_average") -> nn.Module:
     """Fine-tune ``model`` (in place) with int8 fake-quant for ``epochs``; returns it as a float model.
 
     ``train_arrays``/``val_arrays`` are ``(X, y)``. The loss of a batch is, in order of preference: ``task``'s own
     ``training_step`` (a Lightning task holding ``model``, e.g. ``TASKS[...]``: its loss, targets and augmentation,
     so an autoencoder reconstructs its input; validation uses its ``validation_step``), else
     ``loss_fn(output, y)``, else cross-entropy for integer ``y`` and MSE for float ``y``.
-    ``model.qat_history`` keeps per-epoch val metrics.
+    ``quantize_input``: fake-quantize the model's (first) input too, as an int8 export whose input is int8 does.
+    ``observer``: how activation ranges are estimated, one of :data:`OBSERVERS`.
+    ``model.qat_history`` keeps per-epoch val metrics (the val loss is measured under the fake-quant).
     """
     X, y = (np.asarray(a) for a in train_arrays)
     X = X.astype(np.float32)
@@ -115,24 +180,33 @@ def qat_finetune(model: nn.Module, train_arrays: Arrays, val_arrays: Arrays | No
             fn = loss_fn or _default_loss(y)
             train_loss = val_loss = lambda xb, yb, i: fn(model(xb), yb)  # noqa: E731
         return _finetune(model, task if task is not None else model, X, y, val_arrays, epochs, lr, batch_size,
-                         seed, train_loss, val_loss)
+                         seed, train_loss, val_loss, quantize_input, observer)
 
 
 def _finetune(model: nn.Module, root: nn.Module, X: np.ndarray, y: np.ndarray, val_arrays: Arrays | None,
-              epochs: int, lr: float, batch_size: int, seed: int, train_loss, val_loss) -> nn.Module:
-    weighted = [m for m in model.modules() if isinstance(m, (nn.Conv1d, nn.Conv2d, nn.Linear))]
-    for m in weighted:
-        parametrize.register_parametrization(m, "weight", PerChannelSymmetricFakeQuant())
-    # fake-quant every spec layer's output (or every leaf's output for a plain nn.Module)
-    targets = list(model.layers.values()) if hasattr(model, "layers") else [
-        m for m in model.modules() if not list(m.children())]
-    fqs = nn.ModuleList(_activation_fake_quant() for _ in targets)
-    hooks = [t.register_forward_hook(lambda mod, inp, out, fq=fq: fq(out) if isinstance(out, torch.Tensor) else out)
-             for t, fq in zip(targets, fqs)]
+              epochs: int, lr: float, batch_size: int, seed: int, train_loss, val_loss,
+              quantize_input: bool = False, observer: str = "moving_average") -> nn.Module:
+    if observer not in OBSERVERS:
+        raise ValueError(f"qat_finetune: observer must be one of {', '.join(OBSERVERS)}, got {observer!r}")
+    weighted = quantized_weights(model)
+    for m, name in weighted:
+        parametrize.register_parametrization(m, name, PerChannelSymmetricFakeQuant())
+    targets = activation_points(model)
+    fqs = nn.ModuleList(OutputFakeQuant(observer) for _ in targets)
+    hooks = [t.register_forward_hook(lambda mod, inp, out, fq=fq: fq(out)) for t, fq in zip(targets, fqs)]
+    if quantize_input:
+        fqs.append(OutputFakeQuant(observer))
+        hooks.append(model.register_forward_pre_hook(
+            lambda mod, args, fq=fqs[-1]: (fq(args[0]), *args[1:]) if args else args))
     g = torch.Generator().manual_seed(seed)
     opt = torch.optim.Adam(model.parameters(), lr=lr)
     history = []
     try:
+        if observer == "minmax":  # calibrate first, as the exporters do: no step runs on a half-seen range
+            model.eval()
+            with torch.no_grad():
+                for s in range(0, len(X), batch_size):
+                    model(torch.as_tensor(X[s:s + batch_size]))
         for epoch in range(epochs):
             root.train()
             fqs.train()
@@ -155,8 +229,8 @@ def _finetune(model: nn.Module, root: nn.Module, X: np.ndarray, y: np.ndarray, v
     finally:
         for h in hooks:
             h.remove()
-        for m in weighted:  # keep the trained latent float weights; exporters quantize them again
-            parametrize.remove_parametrizations(m, "weight", leave_parametrized=False)
+        for m, name in weighted:  # keep the trained latent float weights; exporters quantize them again
+            parametrize.remove_parametrizations(m, name, leave_parametrized=False)
     root.eval()
     model.qat_history = history  # type: ignore[attr-defined]
     return model

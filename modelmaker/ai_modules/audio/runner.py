@@ -1,6 +1,6 @@
 """Audio runner: capture → model (built, or loaded from compilation.model_path) and its device check, both before
 the run folder → aligned windows → amp-modelling training → validation ESR + verdict → model.nam, listening
-WAVs, plots, streaming exports (ONNX / TFLite, float and int8) verified block by block → summary."""
+WAVs, plots → optional QAT → streaming exports (ONNX / TFLite, float and int8) verified block by block → summary."""
 from __future__ import annotations
 
 import logging
@@ -13,6 +13,7 @@ import numpy as np
 from modelmaker.ai_modules import AI_MODULES
 from modelmaker.ai_modules.base import AIModule, RunContext
 from modelmaker.ai_modules.audio.constants import DEFAULT_MONITOR, MODALITY, TASK_TYPES
+from modelmaker.ai_modules.audio.quantization import qat_stage, quantization_summary
 from modelmaker.ai_modules.keys import KeyIssue, changed
 from modelmaker.compilation import ModelFileError, Prepared, precheck_device
 from modelmaker.config.errors import one_line
@@ -45,10 +46,6 @@ class AudioModule(AIModule):
         out += [KeyIssue(f"testing.{k}", "not used by the audio modality: a capture has no test split; the run "
                             "reports the ESR on the capture's validation block", "remove it")
                 for k in ("enable", "batch_size") if changed(cfg, f"testing.{k}")]
-        out += [KeyIssue(f"training.{k}", "not used by the audio modality: quantization-aware training is not "
-                            "implemented for audio models; compilation.enable: true writes int8 / int16x8 exports by "
-                            "post-training quantization (calibrated on training audio)", "remove it")
-                for k in ("quantization", "qat_epochs") if changed(cfg, f"training.{k}")]
         if changed(cfg, "compilation.golden_vectors"):
             out.append(KeyIssue("compilation.golden_vectors", "not used by the audio modality: it writes no C "
                                    "golden vectors (each streaming export is verified block by block instead)",
@@ -229,10 +226,20 @@ class AudioModule(AIModule):
         ctx.extra["target"] = target
 
     def compile(self, ctx: RunContext) -> list[str]:
-        """Streaming exports, each rendered block by block and judged; the failed rows."""
+        """QAT (training.quantization: qat), then the streaming exports, each rendered block by block and judged;
+        the failed rows."""
+        t = ctx.cfg.training
         try:
+            qat = None
+            if t.quantization == "qat" and t.qat_epochs > 0:  # model.nam and the listening files stay the float's
+                qat = qat_stage(ctx.cfg, ctx.model, ctx.data, ctx.extra["rf"], ctx.run_dir, ctx.extra["Xv"],
+                                ctx.extra["Yv"])
+                log.info("QAT: float validation ESR %.4f before, %.4f after fine-tuning",
+                         ctx.summary["validation"]["esr"], qat["float_esr"])
             ctx.summary["compilation"] = self._compile(ctx.cfg, ctx.model, ctx.data, ctx.extra["rf"], ctx.run_dir,
                                                        ctx.extra["Xv"], ctx.extra["target"])
+            ctx.summary["quantization"] = quantization_summary(ctx.summary["compilation"]["rows"],
+                                                               ctx.summary["validation"]["esr"], qat)
             return failed_rows(ctx.summary["compilation"]["rows"])
         except Exception as e:  # the training result stands; the report says what failed
             log.exception("compilation failed")
