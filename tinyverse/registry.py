@@ -184,7 +184,8 @@ class Registry:
 
 # The registries of tinyverse. modelmaker adds AI_MODULES in its own package.
 LAYERS = Registry("layer", builtins=["tinyverse.layers"])
-MODEL_REGISTRY = Registry("model", builtins=["tinyverse.timeseries.zoo", "tinyverse.audio.models"])
+MODEL_REGISTRY = Registry("model", builtins=["tinyverse.timeseries.zoo", "tinyverse.audio.models",
+                                              "tinyverse.audio.knob_zoo"])
 DATASETS = Registry("dataset", builtins=["tinyverse.timeseries.data", "tinyverse.timeseries.data.regression", "tinyverse.timeseries.data.forecasting",
                                         "tinyverse.timeseries.data.anomaly", "tinyverse.audio.dataset"])
 TRANSFORMS = Registry("transform", builtins=[
@@ -193,7 +194,7 @@ TRANSFORMS = Registry("transform", builtins=[
     "tinyverse.timeseries.transforms.presets"])
 TASKS = Registry("task", builtins=["tinyverse.training.tasks", "tinyverse.timeseries.tasks.regression",
                                   "tinyverse.timeseries.tasks.forecasting", "tinyverse.timeseries.tasks.anomaly",
-                                  "tinyverse.audio.training"])
+                                  "tinyverse.audio.training", "tinyverse.audio.knob_training"])
 TRAINERS = TASKS  # the design map's second name for training recipes; one registry, not two
 DEVICES = Registry("device", builtins=["tinyverse.devices"])
 EXPORTERS = Registry("exporter", builtins=["tinyverse.export"])

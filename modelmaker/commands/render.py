@@ -1,10 +1,12 @@
-"""``modelmaker render MODEL in.wav out.wav [--block-size N] [--slim S]``
+"""``modelmaker render MODEL in.wav out.wav [--block-size N] [--slim S] [--param NAME=VALUE ...]``
 
 Processes a WAV file through an audio model block by block, as a plugin or pedal does (receptive-field history
 or recurrent state carried between blocks), and prints the real-time factor. MODEL is a ``.nam`` file, a run's
 checkpoint (``.ckpt``, next to its ``model.nam``), or a streaming ``.onnx`` / ``.tflite`` export of a run
 (``model_stream*.onnx``, ``model_stream_*.tflite``; float or int8). ``--slim`` is the NAM plugin's size knob for
-``SlimmableContainer`` files (e.g. A2: lite below 0.5, full above) and slimmable WaveNets.
+``SlimmableContainer`` files (e.g. A2: lite below 0.5, full above) and slimmable WaveNets. ``--param`` sets a knob
+of a knob-conditioned model (a knob run's checkpoint or a knob model's ``.pt``), checked against the range the model
+declares; a knob not given takes its declared default, and the command says so.
 """
 from __future__ import annotations
 
@@ -12,12 +14,14 @@ import argparse
 import os
 import sys
 from pathlib import Path
+from typing import Any
 
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("render", help="process a WAV file with a .nam / checkpoint / streaming ONNX or TFLite model")
     p.add_argument("model",
-                   help="model.nam, a run's checkpoints/best.ckpt, model_stream*.onnx or model_stream_*.tflite")
+                   help="model.nam, a run's checkpoints/best.ckpt, a knob model's .pt, model_stream*.onnx or "
+                        "model_stream_*.tflite")
     p.add_argument("input", help="input WAV (mono; channel 0 is used otherwise)")
     p.add_argument("output", help="output WAV (float32; a missing folder is created; never the input file)")
     p.add_argument("--block-size", type=int, default=None,
@@ -27,6 +31,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--slim", type=float, default=None,
                    help="model size for SlimmableContainer files and slimmable WaveNets, 0.0 (smallest) to 1.0 "
                         "(full, what NAM Core runs when nothing is set), as the NAM plugin's size knob")
+    p.add_argument("--param", action="append", default=None, metavar="NAME=VALUE",
+                   help="a knob of a knob-conditioned model, in the units it was declared in (e.g. --param gain=7 "
+                        "--param bright=1); repeat for each knob; a knob not given takes its declared default")
     p.set_defaults(func=main)
 
 
@@ -36,7 +43,7 @@ def _same_file(a: Path, b: Path) -> bool:
     return a.exists() and b.exists() and os.path.samefile(a, b)  # hard links, case-insensitive file systems
 
 
-def _output_problem(output: Path, protected: dict[str, Path]) -> str | None:
+def output_problem(output: Path, protected: dict[str, Path]) -> str | None:
     """Why ``output`` cannot be written, checked before any work is done; None when it can."""
     if output.is_dir():
         return f"output {output} is a folder; give a file name, e.g. {output / 'rendered.wav'}"
@@ -66,6 +73,22 @@ def _write_wav(path: Path, y, sr: int) -> None:
         tmp.unlink(missing_ok=True)
 
 
+def knob_setting(model, pairs: list[str] | None, model_path: Path) -> tuple[Any, dict[str, float]]:
+    """(the knob vector, the setting) a knob model renders at, from ``--param`` values (notes name the knobs that
+    took their defaults); (None, {}) for a model without knobs. ValueError (one line) for a bad setting, or
+    ``--param`` given to a model without knob inputs."""
+    from tinyverse.audio.knob_file import parse_param_args, resolve_setting
+
+    if "params" not in getattr(model, "input_shapes", {}):
+        if pairs:
+            raise ValueError(f"--param: {model_path.name} has no knob inputs (not a knob-conditioned model)")
+        return None, {}
+    vector, setting, defaulted = resolve_setting(model, parse_param_args(pairs or []))
+    for name in defaulted:
+        print(f"note: knob {name!r} not given: using its default {setting[name]:g}", file=sys.stderr)
+    return vector, setting
+
+
 def main(args: argparse.Namespace) -> int:
     import numpy as np
     import torch
@@ -92,7 +115,7 @@ def main(args: argparse.Namespace) -> int:
         print(f"modelmaker: error: {e}", file=sys.stderr)
         return 2
     output = Path(args.output)
-    problem = _output_problem(output, {"input file": Path(args.input), "model file": model_path})
+    problem = output_problem(output, {"input file": Path(args.input), "model file": model_path})
     if problem:
         print(f"modelmaker: error: {problem}", file=sys.stderr)
         return 2
@@ -100,8 +123,13 @@ def main(args: argparse.Namespace) -> int:
         print(f"note: {args.input} has {x.shape[1]} channels; using channel 0", file=sys.stderr)
     x = x[:, 0]
     torch.set_num_threads(1)  # a plugin runs on one audio thread
+    setting: dict[str, float] = {}  # a knob model's knobs
     try:
         if model_path.suffix in (".onnx", ".tflite"):
+            if args.param:
+                print(f"modelmaker: error: --param: {model_path.name} is a streaming export without knob inputs; "
+                      "give the knob model (.pt or the run's checkpoint)", file=sys.stderr)
+                return 2
             if args.slim is not None:
                 print(f"modelmaker: error: --slim: {model_path.name} is a streaming export of one model size; "
                       "give the .nam file to choose a size", file=sys.stderr)
@@ -135,7 +163,8 @@ def main(args: argparse.Namespace) -> int:
                     set_slim(args.slim)
                 except ValueError as e:
                     raise ValueError(f"--slim: {model_path.name}: {e}") from None
-            proc = StreamProcessor(model)
+            params, setting = knob_setting(model, args.param, model_path)
+            proc = StreamProcessor(model, params=params)
     except (ValueError, FileNotFoundError) as e:
         print(f"modelmaker: error: {e}", file=sys.stderr)
         return 2
@@ -157,6 +186,8 @@ def main(args: argparse.Namespace) -> int:
     speed = (f"{1 / rtf:.1f}x faster than real time" if rtf < 1 else f"{rtf:.1f}x slower than real time") \
         if rtf > 0 else "instant"
     size = f", slim {args.slim:g}" if args.slim is not None else ""
+    if setting:
+        size += ", " + ", ".join(f"{k}={v:g}" for k, v in setting.items())
     print(f"rendered {dur:.2f} s of audio in {secs:.2f} s with {model_path.name}{size} (blocks of {args.block_size}): "
           f"real-time factor {rtf:.3f} ({speed})")
     print(f"wrote {output}" + (f" (created the folder {created})" if created else ""))

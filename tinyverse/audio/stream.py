@@ -18,6 +18,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from tinyverse.audio.knob_file import knob_model_from_checkpoint, load_knob_model
 from tinyverse.audio.nam import load_nam, model_from_nam
 from tinyverse.audio.tflite import TFLiteStreamProcessor
 from tinyverse.models.contract import StreamingModel
@@ -30,19 +31,30 @@ STREAM_META_KEY = "tinyverse_stream"
 
 
 class StreamProcessor:
-    """Feed blocks of mono samples, get the same number of output samples back."""
+    """Feed blocks of mono samples, get the same number of output samples back. ``params``: a knob model's knob
+    vector (normalised; held constant per block, moved with :meth:`set_params`)."""
 
-    def __init__(self, model: nn.Module, dtype: torch.dtype = torch.float32) -> None:
+    def __init__(self, model: nn.Module, dtype: torch.dtype = torch.float32, params: Any = None) -> None:
         if not isinstance(model, StreamingModel):
             raise TypeError(f"{type(model).__name__} cannot be streamed: it does not implement "
                             "tinyverse.models.contract.StreamingModel")
+        if params is not None and "params" not in model.input_shapes:
+            raise ValueError(f"{type(model).__name__} has no knob inputs: it takes no params")
         self.model = model.to(dtype).eval()
         self.dtype = dtype
         self.rf = int(model.receptive_field)
+        self.params = params
         self.reset()
 
     def reset(self) -> None:
-        self.state = self.model.stream_init(self.dtype)
+        knobbed = "params" in self.model.input_shapes  # a knob model starts at its params (default: the defaults)
+        self.state = self.model.stream_init(self.dtype, params=self.params) if knobbed else \
+            self.model.stream_init(self.dtype)
+
+    def set_params(self, params: Any) -> None:
+        """Move a knob model's knobs from the next block on (its history / state carries over)."""
+        self.params = params
+        self.state = self.model.stream_params(self.state, params)
 
     @torch.no_grad()
     def process(self, block: np.ndarray) -> np.ndarray:
@@ -102,13 +114,20 @@ class OnnxStreamProcessor:
 
 
 def load_audio_model(path: str | Path) -> tuple[nn.Module, dict[str, Any]]:
-    """A model from a .nam file or a Lightning checkpoint of an audio run (``best.ckpt`` next to a
-    ``model.nam`` or a run's ``config.yaml``)."""
+    """A model from a .nam file, a knob model's ``.pt`` file, or a Lightning checkpoint of an audio run (a knob
+    model's carries its record; otherwise ``best.ckpt`` next to a ``model.nam`` or a run's ``config.yaml``)."""
     path = Path(path)
     if path.suffix == ".nam":
         nf = load_nam(path)
         return model_from_nam(nf), {"sample_rate": nf.sample_rate, "metadata": nf.metadata}
+    if path.suffix == ".pt":
+        return load_knob_model(path)
     if path.suffix == ".ckpt":
+        from tinyverse.training import load_checkpoint
+
+        knob = knob_model_from_checkpoint(load_checkpoint(path), str(path))
+        if knob is not None:
+            return knob
         run_dir = path.parent.parent
         nam = run_dir / "model.nam"
         if not nam.is_file():
@@ -118,7 +137,7 @@ def load_audio_model(path: str | Path) -> tuple[nn.Module, dict[str, Any]]:
 
         load_task_weights(model, path)
         return model, {"sample_rate": load_nam(nam).sample_rate}
-    raise ValueError(f"{path}: unsupported model file (use .nam, .ckpt or .onnx)")
+    raise ValueError(f"{path}: unsupported model file (use .nam, .ckpt, a knob model's .pt or .onnx)")
 
 
 def open_stream_processor(path: str | Path, runtime: str | None = None) -> tuple[Any, nn.Module | None, dict[str, Any]]:

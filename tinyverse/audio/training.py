@@ -19,7 +19,7 @@ from torch import nn
 from tinyverse.registry import TASKS
 from tinyverse.training.tasks import TaskModule
 
-__all__ = ["AmpModellingTask", "esr_loss", "multi_resolution_stft_loss", "pre_emphasis"]
+__all__ = ["AmpModellingTask", "amp_loss", "esr_loss", "multi_resolution_stft_loss", "pre_emphasis"]
 
 STFT_RESOLUTIONS = ((1024, 120, 600), (2048, 240, 1200), (512, 50, 240))  # (fft, hop, window), as auraloss
 
@@ -53,6 +53,17 @@ def esr_loss(pred: torch.Tensor, target: torch.Tensor, eps: float = 1e-12) -> to
     num = torch.mean((pred - target) ** 2, dim=-1)
     den = torch.mean(target ** 2, dim=-1) + eps
     return torch.mean(num / den)
+
+
+def amp_loss(pred: torch.Tensor, target: torch.Tensor, stft_weight: float = 2e-4,
+             pre_emphasis_coef: float = 0.85) -> tuple[torch.Tensor, torch.Tensor]:
+    """NAM's training loss, (MSE + ``stft_weight`` × multi-resolution STFT of pre-emphasised signals, its MSE)."""
+    mse = F.mse_loss(pred, target)
+    loss = mse
+    if stft_weight > 0:
+        loss = loss + stft_weight * multi_resolution_stft_loss(pre_emphasis(pred, pre_emphasis_coef),
+                                                               pre_emphasis(target, pre_emphasis_coef))
+    return loss, mse
 
 
 @TASKS.register("amp_modelling", modality="audio")
@@ -95,12 +106,7 @@ class AmpModellingTask(TaskModule):
     def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:
         x, y = batch
         pred, y = self._pred(x, y)
-        mse = F.mse_loss(pred, y)
-        loss = mse
-        if self.hparams.stft_weight > 0:
-            c = float(self.hparams.pre_emphasis_coef)
-            loss = loss + self.hparams.stft_weight * multi_resolution_stft_loss(pre_emphasis(pred, c),
-                                                                                pre_emphasis(y, c))
+        loss, mse = amp_loss(pred, y, float(self.hparams.stft_weight), float(self.hparams.pre_emphasis_coef))
         n = x.shape[0]
         self.log("train_loss", loss, on_step=False, on_epoch=True, prog_bar=True, batch_size=n)
         self.log("train_mse", mse, on_step=False, on_epoch=True, batch_size=n)

@@ -44,6 +44,9 @@ class ModelCost:
     receptive_field: int = 1  # input samples one output sample depends on
     latency_samples: int = 0  # output delay a streaming host sees (0: sample-synchronous)
     weights: int | None = None  # numbers the model file stores (.nam "weights"; params plus e.g. head_scale)
+    # A knob model's work that depends on the knob values only (a hypernet, a knob embedding, the knob columns of
+    # a layer): MACs per knob change, run once per block while the knobs are still — not counted per sample.
+    conditioning_macs: int | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -169,15 +169,17 @@ class EpochShuffleSampler(Sampler[int]):
 
 def make_loader(data: ArrayPair, batch_size: int, *, shuffle: bool = False, seed: int = 0,
                 num_workers: int = 0, epoch_seeded: bool = True) -> DataLoader:
-    """A DataLoader over in-memory arrays.
+    """A DataLoader over in-memory arrays: ``(x, y)``, or ``(x1, x2, ..., y)`` for a model with more than one input
+    (batches then hold every array in that order, e.g. a knob model's ``(x, params, y)``).
 
     Shuffled loaders use :class:`EpochShuffleSampler` (``epoch_seeded``) or else a plain seeded shuffle, the
     form Lightning knows how to distribute.
     """
-    x, y = data
-    if len(x) != len(y):
-        raise ValueError(f"inputs and labels differ in length: {len(x)} vs {len(y)}")
-    dataset = TensorDataset(_tensor(x), _tensor(y))
+    *inputs, y = data
+    for x in inputs:
+        if len(x) != len(y):
+            raise ValueError(f"inputs and labels differ in length: {len(x)} vs {len(y)}")
+    dataset = TensorDataset(*(_tensor(x) for x in inputs), _tensor(y))
     common: dict[str, Any] = dict(batch_size=batch_size, num_workers=num_workers,
                                   persistent_workers=num_workers > 0)
     if shuffle and epoch_seeded:

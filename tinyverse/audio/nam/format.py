@@ -28,6 +28,7 @@ from typing import Any, Union
 import torch.nn as nn
 
 from .container import NAMSlimmableContainer
+from .convnet import NAMConvNet
 from .dag import NAMDAG
 from .models import FILE_VERSIONS, NAMLSTM, NAMLinear, NAMModel, NAMWaveNet, NamWeightError
 from .sequential import NAMSequential
@@ -46,7 +47,7 @@ __all__ = [
 ]
 
 WRITE_VERSION = FILE_VERSIONS[0]  # what A1 models are written as
-SUPPORTED_ARCHITECTURES = ("WaveNet", "LSTM", "Linear", "SlimmableContainer", "Sequential", "DAG")
+SUPPORTED_ARCHITECTURES = ("WaveNet", "LSTM", "Linear", "SlimmableContainer", "Sequential", "DAG", "ConvNet")
 # Containers of complete nested .nam objects: Core's Sequential, and our DAG extension (docs/composition.md).
 _COMPOSED = {"Sequential": NAMSequential, "DAG": NAMDAG}
 _READ_MINORS = (5, 6, 7)
@@ -155,6 +156,8 @@ def _build(nf: NamFile, role: str = "model", **kwargs: Any) -> NAMModel:
             return child, cnf.metadata
 
         return _COMPOSED[nf.architecture].from_nam_config(c, read_child)
+    if nf.architecture == "ConvNet":  # Core's ConvNet (what a frozen HyperConvNet is)
+        return NAMConvNet.from_config(c)
     if nf.architecture == "LSTM":
         return NAMLSTM(int(c["hidden_size"]), int(c["num_layers"]), int(c.get("input_size", 1)))
     if nf.architecture == "Linear":
