@@ -144,7 +144,9 @@ def _validation(val: Mapping[str, Any]) -> str:
     return ("ESR (error-to-signal ratio) of the model's output against the recorded target on the validation "
             "block; the verdict is the comment NAM's trainer gives the same value.\n\n"
             + _kv_table([("ESR", val.get("esr")), ("verdict", val.get("verdict")),
-                         ("validation audio (s)", val.get("seconds"))]))
+                         ("validation audio (s)", val.get("seconds"))]
+                        # a container: each submodel's (the ESR above is the full-size one's)
+                        + [(f"ESR of submodel {k}", v) for k, v in (val.get("submodels") or {}).items()]))
 
 
 def _nam(nam: Mapping[str, Any]) -> str:

@@ -1,9 +1,12 @@
-"""``modelmaker check <model_name> --device D [--input-shape C,L] [--num-classes K] [--sample-rate HZ] [--json]``
+"""``modelmaker check <model_name | file.nam> --device D [--input-shape C,L] [--num-classes K] [--sample-rate HZ]
+[--json]``
 
-Checks a zoo model against a device profile without data or training (``tinyverse.devices.check_model``, the check a
-run does): the per-layer table (op class, where it runs and why; a streaming audio model per op, costed per sample),
-totals against the budgets, then "fits" or "does not fit" with one line per violation.
-Exit code 0 if it fits, 1 if not (2 for a bad model or device name).
+Checks a zoo model (or a .nam file) against a device profile without data or training
+(``tinyverse.devices.check_model``, the check a run does): the per-layer table (op class, where it runs and why; a
+streaming audio model per op, costed per sample), totals against the budgets, then "fits" or "does not fit" with one
+line per violation. A model of submodels (NAM_A2, an A2 .nam: a SlimmableContainer) lists each submodel's fit and
+is judged by the largest one the device can run (the size-knob range that selects it is printed).
+Exit code 0 if it fits, 1 if not (2 for a bad model, file or device name).
 """
 from __future__ import annotations
 
@@ -16,12 +19,12 @@ from modelmaker.commands import parse_shape, print_table
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("check", help="check a zoo model against a device profile (no data, no training)")
-    p.add_argument("model", help="zoo model name (see `modelmaker models`)")
+    p.add_argument("model", help="zoo model name (see `modelmaker models`) or a .nam file")
     p.add_argument("--device", required=True, help="device profile name (see `modelmaker devices`) or a YAML file")
     p.add_argument("--input-shape", type=parse_shape, help="channels,length (default: the model's default)")
     p.add_argument("--num-classes", type=int)
-    p.add_argument("--sample-rate", type=int, default=48_000,
-                   help="audio models: the rate the device must run them at (default 48000)")
+    p.add_argument("--sample-rate", type=int, default=None,
+                   help="audio models: the rate the device must run them at (default: a .nam file's own, else 48000)")
     p.add_argument("--json", action="store_true", help="print the device report as JSON")
     p.set_defaults(func=main)
 
@@ -30,13 +33,33 @@ def _fmt(v) -> str:
     return "-" if v is None else f"{v:,}"
 
 
+def _nam_file(args: argparse.Namespace):
+    """The model of a .nam file; its sample rate unless --sample-rate says otherwise."""
+    from modelmaker.compilation import ModelFileError
+    from tinyverse.audio.nam import NamFormatError, load_nam, model_from_nam
+
+    if args.input_shape or args.num_classes:
+        raise ModelFileError(f"{args.model}: a .nam model streams one sample at a time (no --input-shape / "
+                             "--num-classes)")
+    try:
+        nam = load_nam(args.model)
+        model = model_from_nam(nam)
+    except NamFormatError as err:
+        raise ModelFileError(str(err)) from None
+    if args.sample_rate is None:
+        args.sample_rate = int(nam.sample_rate) if nam.sample_rate else 48_000
+    return model
+
+
 def main(args: argparse.Namespace) -> int:
-    from tinyverse.devices import check_model
-    from tinyverse.devices.check import BUDGET_KEYS
     from tinyverse.layers import SpecError
     from tinyverse.models import create_model, model_arguments
     from tinyverse.registry import MODEL_REGISTRY
 
+    if args.model.lower().endswith(".nam"):
+        return _report(args, _nam_file(args))
+    if args.sample_rate is None:
+        args.sample_rate = 48_000
     MODEL_REGISTRY.get(args.model)  # unknown name: RegistryError with did-you-mean (exit 2)
     accepted = model_arguments(args.model)
     kwargs = {}
@@ -55,6 +78,13 @@ def main(args: argparse.Namespace) -> int:
     except (TypeError, ValueError) as err:  # e.g. an --input-shape the zoo function cannot take
         given = ", ".join(f"{k}={list(v) if isinstance(v, tuple) else v}" for k, v in kwargs.items())
         raise SpecError(f"{args.model}({given}) cannot be built: {' '.join(str(err).split())}") from None
+    return _report(args, model)
+
+
+def _report(args: argparse.Namespace, model) -> int:
+    from tinyverse.devices import check_model
+    from tinyverse.devices.check import BUDGET_KEYS
+
     # One check for every model: a spec layer by layer, a streaming (audio) model per sample at --sample-rate.
     report = check_model(model, args.device, sample_rate=args.sample_rate, model_name=args.model)
     spec = getattr(model, "spec", None)
@@ -71,11 +101,17 @@ def main(args: argparse.Namespace) -> int:
     budget_rows = [[key, _fmt(report.totals.get(key)), _fmt(report.budgets.get(key))]
                    for key in BUDGET_KEYS if key in report.totals or key in report.budgets]
     print_table(["budget", "estimate", "limit"], budget_rows)
+    if report.choices:  # a container: every submodel's fit; the tables above are the picked (or smallest) one's
+        print()
+        print_table(["submodel", "slim", "MACs/sample", "params", "fits"],
+                    [[c["name"] + (" (picked)" if c["name"] == report.picked else ""),
+                      f"{c['slim'][0]:g}-{c['slim'][1]:g}", _fmt(c["macs_per_sample"]), _fmt(c["params"]),
+                      "yes" if c["fits"] else f"no: {c['violations'][0]}"] for c in report.choices])
     for note in report.notes:
         print(f"note: {note}")
     print()
     if report.fits:
-        print(f"fits {report.device}")
+        print(f"fits {report.device}" + (f": runs submodel {report.picked}" if report.picked else ""))
         return 0
     print(f"does not fit {report.device}: {len(report.violations)} violation(s)")
     for v in report.violations:

@@ -58,13 +58,15 @@ def main(args: argparse.Namespace) -> int:
                 # the check a run does before training (tinyverse.devices.check_model): for a spec int8 weights +
                 # runtime and peak activations; for a streaming model its weights and streaming state
                 report = check_model(spec if spec is not None else model, args.device, model_name=name)
-                fit = "fits" if report.fits else f"no: {report.violations[0]}"
+                fit = ("fits" + (f" ({report.picked})" if report.picked else "")) if report.fits else \
+                    f"no: {report.violations[0]}"
                 est = [f"{report.totals['flash_bytes']:,}", f"{report.totals['ram_bytes']:,}"]
                 if args.fits_only and not report.fits:
                     continue
             elif args.fits_only:
                 continue
-        rows.append([name, entry.metadata.get("task", "-"), f"{params:,}", macs, *est, fit, "", entry.source])
+        note = f"rf {cost['receptive_field']:,}" if per_sample else ""  # a streaming model's receptive field (samples)
+        rows.append([name, entry.metadata.get("task", "-"), f"{params:,}", macs, *est, fit, note, entry.source])
     header = ["model", "task", "params", "MACs", *(["est. flash (B)", "est. RAM (B)"] if args.device else []),
               f"fits {args.device}" if args.device else "device", "note", "source"]
     print_table(header, rows)

@@ -151,11 +151,13 @@ def test_container_picks_the_submodel_core_picks() -> None:
     assert [sc.index_for(v) for v in (0.0, 0.329, 0.33, 0.5, 0.66, 1.0)] == [0, 0, 1, 1, 2, 2]
 
     a2.set_slim(0.0)
-    lite = a2.cost()
+    lite = a2.active.cost()
     assert (lite.params, lite.weights, lite.receptive_field) == (1870, 1871, 6347)  # "lite": 1,871 weights
+    # the container computes the lite one; it holds (and a host loads) both
+    assert (a2.cost().macs_per_sample, a2.cost().params, a2.cost().weights) == (lite.macs_per_sample, 14015, 14017)
     assert a2.describe()["active_submodel"] == 0 and a2.describe()["submodels"][0]["max_value"] == 0.5
     a2.set_slim(1.0)
-    assert (a2.cost().params, a2.cost().weights) == (12145, 12146)  # "full": 12,146 weights
+    assert (a2.active.cost().params, a2.active.cost().weights) == (12145, 12146)  # "full": 12,146 weights
     assert {"op_class": "LEAKYRELU"} in a2.device_ops() and a2.device_ops()[0]["kernel_size"] == 16
     sc.set_slim(0.0)
     assert sc.stream_kind == "state" and sc.receptive_field == 1  # its small submodel is an LSTM

@@ -1,4 +1,5 @@
-"""Audio entries of ``MODEL_REGISTRY``: NAM A1 WaveNet / LSTM presets, custom WaveNets, Linear / IR.
+"""Audio entries of ``MODEL_REGISTRY``: NAM A1 WaveNet / LSTM presets, NAM A2 (lite, full, and the container
+holding both that NAM 0.13 trains by default), custom WaveNets, Linear / IR.
 
 Every entry returns a NAM module (``NAMWaveNet``, ``NAMLSTM``, ``NAMLinear``) that implements the model
 contract (:mod:`tinyverse.models.contract`: ``receptive_field``, ``cost()``, ``device_ops()``, the stream hooks)
@@ -12,7 +13,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from tinyverse.audio.nam import A1_LSTM, NAMLSTM, NAMLinear, NAMWaveNet, a1_wavenet_layers
+from tinyverse.audio.nam import (A1_LSTM, A2_CHANNELS, A2_HEAD_SCALE, A2_MAX_VALUES, NAMLSTM, NAMLinear,
+                                 NAMSlimmableContainer, NAMWaveNet, a1_wavenet_layers, a2_wavenet_layers)
 from tinyverse.models.contract import ModelContract
 from tinyverse.registry import MODEL_REGISTRY
 
@@ -34,6 +36,32 @@ def _wavenet_entry(preset: str):
 for _p in ("nano", "feather", "lite", "standard"):
     MODEL_REGISTRY.register(f"NAM_WaveNet_{_p}", _wavenet_entry(_p), preset=_p, architecture="WaveNet", **_META)
     AUDIO_MODELS.append(f"NAM_WaveNet_{_p}")
+
+
+def _a2_entry(size: str):
+    def build() -> NAMWaveNet:
+        return NAMWaveNet(a2_wavenet_layers(size), A2_HEAD_SCALE)
+
+    build.__name__ = f"NAM_A2_{size}"
+    build.__doc__ = (f"NAM A2 WaveNet, '{size}' ({A2_CHANNELS[size]} channels): one 23-layer LeakyReLU layer array, "
+                     "receptive field 6,347 samples; written as .nam 0.7.0.")
+    return build
+
+
+for _p in A2_CHANNELS:
+    MODEL_REGISTRY.register(f"NAM_A2_{_p}", _a2_entry(_p), preset=f"A2_{_p}", architecture="WaveNet", **_META)
+    AUDIO_MODELS.append(f"NAM_A2_{_p}")
+
+
+@MODEL_REGISTRY.register("NAM_A2", architecture="SlimmableContainer", **_META)
+def nam_a2() -> NAMSlimmableContainer:
+    """NAM A2 as NAM 0.13 trains it: a SlimmableContainer of the lite (slim < 0.5) and full WaveNets, both trained
+    at once (each submodel's loss summed), written as one .nam 0.7.0 file; a plugin's size knob picks one."""
+    return NAMSlimmableContainer([(v, _a2_entry(size)()) for v, size in zip(A2_MAX_VALUES, A2_CHANNELS)],
+                                 names=list(A2_CHANNELS))
+
+
+AUDIO_MODELS.append("NAM_A2")
 
 
 @MODEL_REGISTRY.register("NAM_WaveNet", architecture="WaveNet", **_META)

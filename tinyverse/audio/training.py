@@ -7,6 +7,11 @@ are left out of the loss while the state settles.
 
 Batches are ``(x, y)`` with ``x`` of shape (N, ny + receptive_field − 1) and ``y`` of shape (N, ny); the
 model runs in "valid" mode, so its output has exactly ``ny`` samples.
+
+A model with more than one output to score (``model.scored_outputs``, the model contract; a SlimmableContainer's
+submodels) trains as NAM's packed training does (nam/train/lightning_module.py ``PackedLightningModule``): the loss
+is the sum of each output's loss, and each output's validation ESR is logged (``val_esr_<name>``). ``val_esr``,
+which picks the checkpoint, is the primary (last, full-size) output's.
 """
 from __future__ import annotations
 
@@ -16,10 +21,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from tinyverse.audio.metrics import esr
 from tinyverse.registry import TASKS
 from tinyverse.training.tasks import TaskModule
 
-__all__ = ["AmpModellingTask", "amp_loss", "esr_loss", "multi_resolution_stft_loss", "pre_emphasis"]
+__all__ = ["AmpModellingTask", "amp_loss", "esr_loss", "multi_resolution_stft_loss", "output_esrs", "pre_emphasis"]
 
 STFT_RESOLUTIONS = ((1024, 120, 600), (2048, 240, 1200), (512, 50, 240))  # (fft, hop, window), as auraloss
 
@@ -53,6 +59,17 @@ def esr_loss(pred: torch.Tensor, target: torch.Tensor, eps: float = 1e-12) -> to
     num = torch.mean((pred - target) ** 2, dim=-1)
     den = torch.mean(target ** 2, dim=-1) + eps
     return torch.mean(num / den)
+
+
+@torch.no_grad()
+def output_esrs(model: nn.Module, x: Any, target: Any) -> dict[str, float]:
+    """Each scored output's ESR (``model.scored_outputs``: a container's submodels) on the whole input ``x`` (1, L
+    with context) against ``target`` (L_out,); {} for a model with one output."""
+    fn = getattr(model, "scored_outputs", None)
+    outs = fn(torch.as_tensor(x)) if callable(fn) else {}
+    if len(outs) < 2:
+        return {}
+    return {name: esr(target, o[0].numpy()) for name, o in outs.items()}
 
 
 def amp_loss(pred: torch.Tensor, target: torch.Tensor, stft_weight: float = 2e-4,
@@ -93,31 +110,48 @@ class AmpModellingTask(TaskModule):
         sched = torch.optim.lr_scheduler.ExponentialLR(opt, gamma=hp.lr_decay)
         return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "epoch"}}
 
-    def _pred(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        pred = self.model(x)
-        if pred.shape[-1] != y.shape[-1]:
-            raise ValueError(f"model output has {pred.shape[-1]} samples, target {y.shape[-1]}: the input windows "
-                             "must carry receptive_field − 1 samples of context")
+    def scored(self, x: torch.Tensor, y: torch.Tensor) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
+        """(each output to score by name, the primary last; the target), burn-in cut from both."""
+        fn = getattr(self.model, "scored_outputs", None)
+        preds = dict(fn(x)) if callable(fn) else {"model": self.model(x)}
+        for name, pred in preds.items():
+            if pred.shape[-1] != y.shape[-1]:
+                who = f" ({name})" if len(preds) > 1 else ""
+                raise ValueError(f"model output{who} has {pred.shape[-1]} samples, target {y.shape[-1]}: the input "
+                                 "windows must carry receptive_field − 1 samples of context")
         b = int(self.hparams.burn_in)
         if b and y.shape[-1] > b:
-            pred, y = pred[..., b:], y[..., b:]
-        return pred, y
+            preds, y = {k: p[..., b:] for k, p in preds.items()}, y[..., b:]
+        return preds, y
+
+    def _loss(self, pred: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(NAM's training loss, its MSE part)."""
+        return amp_loss(pred, y, float(self.hparams.stft_weight), float(self.hparams.pre_emphasis_coef))
 
     def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:
         x, y = batch
-        pred, y = self._pred(x, y)
-        loss, mse = amp_loss(pred, y, float(self.hparams.stft_weight), float(self.hparams.pre_emphasis_coef))
+        preds, y = self.scored(x, y)
         n = x.shape[0]
-        self.log("train_loss", loss, on_step=False, on_epoch=True, prog_bar=True, batch_size=n)
-        self.log("train_mse", mse, on_step=False, on_epoch=True, batch_size=n)
-        return loss
+        total = None
+        for name, pred in preds.items():
+            loss, mse = self._loss(pred, y)
+            total = loss if total is None else total + loss  # NAM's packed training: the sum of the submodels'
+            if len(preds) > 1:
+                self.log(f"train_mse_{name}", mse, on_step=False, on_epoch=True, batch_size=n)
+        assert total is not None
+        self.log("train_loss", total, on_step=False, on_epoch=True, prog_bar=True, batch_size=n)
+        self.log("train_mse", mse, on_step=False, on_epoch=True, batch_size=n)  # the primary output's
+        return total
 
     def _eval(self, batch: tuple[torch.Tensor, torch.Tensor], stage: str) -> torch.Tensor:
         x, y = batch
-        pred, y = self._pred(x, y)
-        e = esr_loss(pred, y)
+        preds, y = self.scored(x, y)
         n = x.shape[0]
-        self.log(f"{stage}_esr", e, on_step=False, on_epoch=True, prog_bar=True, batch_size=n)
+        for name, pred in preds.items():
+            e = esr_loss(pred, y)
+            if len(preds) > 1:
+                self.log(f"{stage}_esr_{name}", e, on_step=False, on_epoch=True, batch_size=n)
+        self.log(f"{stage}_esr", e, on_step=False, on_epoch=True, prog_bar=True, batch_size=n)  # the primary's
         self.log(f"{stage}_loss", F.mse_loss(pred, y), on_step=False, on_epoch=True, batch_size=n)
         return e
 

@@ -13,6 +13,7 @@ from typing import Any
 
 from tinyverse.devices.profile import DeviceProfile, FieldRule, load_device_profile
 from tinyverse.layers.base import LayerOp, numel
+from tinyverse.models.contract import SizeChoices
 from tinyverse.models.spec import ModelSpec
 from tinyverse.registry import DEVICES
 
@@ -98,6 +99,9 @@ class DeviceReport:
     violations: list[str]
     notes: list[str] = field(default_factory=list)
     measured: dict[str, Any] = field(default_factory=dict)
+    # A model of alternatives (a SlimmableContainer): each one's fit; the report is about the one picked.
+    choices: list[dict[str, Any]] = field(default_factory=list)
+    picked: str | None = None
 
     @property
     def fits(self) -> bool:
@@ -108,10 +112,13 @@ class DeviceReport:
             self.violations.append(line)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"device": self.device, "kind": self.kind, "model": self.model, "fits": self.fits,
-                "violations": list(self.violations), "notes": list(self.notes), "totals": dict(self.totals),
-                "budgets": dict(self.budgets), "measured": dict(self.measured),
-                "layers": [{**asdict(layer), "line": layer.line} for layer in self.layers]}
+        out = {"device": self.device, "kind": self.kind, "model": self.model, "fits": self.fits,
+               "violations": list(self.violations), "notes": list(self.notes), "totals": dict(self.totals),
+               "budgets": dict(self.budgets), "measured": dict(self.measured),
+               "layers": [{**asdict(layer), "line": layer.line} for layer in self.layers]}
+        if self.choices:
+            out.update(choices=[dict(c) for c in self.choices], picked=self.picked)
+        return out
 
     def to_markdown(self) -> str:
         out = [f"### Device check: {self.model} on {self.device} — {'fits' if self.fits else 'DOES NOT FIT'}", "",
@@ -127,11 +134,20 @@ class DeviceReport:
             out.append(f"| {key} | {'-' if est is None else f'{est:,}'} | {'-' if lim is None else f'{lim:,}'} |")
         for key, val in self.measured.items():
             out.append(f"| measured {key} | {val if not isinstance(val, int) else f'{val:,}'} | |")
+        if self.choices:
+            out += ["", "| submodel | slim | MACs/sample | params | fits |", "|---|---|---:|---:|---|"]
+            out += [f"| {c['name']}{' (picked)' if c['name'] == self.picked else ''} | "
+                    f"{c['slim'][0]:g}–{c['slim'][1]:g} | {_num(c.get('macs_per_sample'))} | {_num(c.get('params'))} | "
+                    f"{'yes' if c['fits'] else 'no: ' + c['violations'][0]} |" for c in self.choices]
         if self.violations:
             out += ["", "**Violations**", ""] + [f"- {v}" for v in self.violations]
         if self.notes:
             out += ["", "**Notes**", ""] + [f"- {n}" for n in self.notes]
         return "\n".join(out)
+
+
+def _num(v: Any) -> str:
+    return "-" if v is None else f"{v:,}"
 
 
 def _weights_biases(op: LayerOp) -> tuple[int, int]:
@@ -268,6 +284,8 @@ def check_model(model: Any, device: str | Path | DeviceProfile, *, sample_rate: 
     :class:`UncheckableModel` for a model that has neither.
     """
     profile = get_device(device)
+    if isinstance(model, SizeChoices) and model.device_choices():
+        return check_choices(model, profile, sample_rate=sample_rate, model_name=model_name)
     spec = model if isinstance(model, ModelSpec) else getattr(model, "spec", None)
     if isinstance(spec, ModelSpec):
         report = check_spec(spec, profile)
@@ -280,6 +298,43 @@ def check_model(model: Any, device: str | Path | DeviceProfile, *, sample_rate: 
         raise UncheckableModel(f"{name} has no spec and does not implement the model contract (cost(), "
                                f"device_ops()): no device rule can read it")
     return check_cost(cost, profile, sample_rate=sample_rate, model_name=name)
+
+
+def check_choices(model: SizeChoices, device: str | Path | DeviceProfile, *, sample_rate: int | None = None,
+                  model_name: str | None = None) -> DeviceReport:
+    """A model of alternatives (a SlimmableContainer's submodels, smallest first): every alternative is checked; the
+    report is the one of the largest that fits (``picked``, with the knob range that selects it), or — none fitting
+    — of the smallest, whose violations say what is over; ``choices`` holds each alternative's fit."""
+    profile = get_device(device)
+    name = model_name or type(model).__name__
+    reports = [(label, tuple(slim), check_model(m, profile, sample_rate=sample_rate, model_name=f"{name} [{label}]"))
+               for label, slim, m in model.device_choices()]
+    fitting = [i for i, (_, _, r) in enumerate(reports) if r.fits]
+    label, slim, report = reports[fitting[-1] if fitting else 0]
+    report.model = name
+    report.choices = [{"name": lab, "slim": list(s), "fits": r.fits, "params": r.totals.get("params"),
+                       "macs_per_sample": r.totals.get("macs_per_sample"), "violations": list(r.violations)}
+                      for lab, s, r in reports]
+    # A host loads every alternative (NAM Core builds all submodels) and runs one: params and weights are all of
+    # them, MACs and streaming state the one that runs.
+    weight_bytes = sum(int(r.totals.get("weights_bytes") or 0) for _, _, r in reports)
+    report.totals.update(params=sum(int(r.totals.get("params") or 0) for _, _, r in reports),
+                         flash_bytes=weight_bytes, weights_bytes=weight_bytes)
+    if profile.flash_bytes is not None and weight_bytes > profile.flash_bytes:
+        report.add_violation(f"flash: {weight_bytes:,} bytes of weights of all {len(reports)} submodels (the host "
+                             f"loads them all) over the {profile.flash_bytes:,} byte budget of {profile.name}")
+    if fitting and report.fits:
+        last = fitting[-1] == len(reports) - 1
+        report.picked = label
+        knob = slim[1] if last else slim[0]
+        report.notes.insert(0, f"runs submodel {label} ({fitting[-1] + 1} of {len(reports)}): size knob (slim) "
+                               f"{slim[0]:g}–{slim[1]:g}, e.g. modelmaker render --slim {knob:g}"
+                               + ("" if last else "; the larger submodels do not fit"))
+    elif fitting:
+        report.notes.insert(0, f"submodel {label} would run, but the weights of all submodels do not fit")
+    else:
+        report.notes.insert(0, f"no submodel fits {profile.name}; the smallest, {label}, is shown")
+    return report
 
 
 def model_cost(model: Any) -> dict[str, Any] | None:

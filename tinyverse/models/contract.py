@@ -10,6 +10,8 @@ protocols below; ``isinstance(model, StreamingModel)`` checks that the members e
 * :class:`StreamingModel` — a model run block by block (a plugin, a pedal): the hooks a stream processor,
   the streaming ONNX export and the TFLite twin need.
 * :class:`NamModel` — a model that reads and writes the .nam format.
+* :class:`SizeChoices` — a model holding alternatives of which a host runs one (NAM's SlimmableContainer): the
+  device check picks the largest one the device can run.
 """
 from __future__ import annotations
 
@@ -22,7 +24,7 @@ if TYPE_CHECKING:  # typing only: importing the contract loads no torch
 
     from tinyverse.audio.twin import TwinPlan
 
-__all__ = ["DeviceOp", "ModelContract", "ModelCost", "NamModel", "StreamKind", "StreamingModel"]
+__all__ = ["DeviceOp", "ModelContract", "ModelCost", "NamModel", "SizeChoices", "StreamKind", "StreamingModel"]
 
 # "context": each block is computed from the block plus the receptive_field − 1 input samples before it
 # (WaveNet, FIR). "state": each block starts from the state the previous block left (LSTM).
@@ -127,6 +129,17 @@ class StreamingModel(ModelContract, Protocol):
         the state that silence settles to, as NAM's trainer does)."""
         ...
 
+    def scored_outputs(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        """What training scores against the target for the input windows ``x`` (valid mode), by name: the model's
+        one output, or a container's every submodel (NAM's packed training sums their losses). The last one is
+        the primary output: it picks the checkpoint and is what the whole-input forward computes by default."""
+        ...
+
+    def unavailable_exports(self) -> dict[str, str]:
+        """Export steps (``tflite``, ``tflite_int8``, ...) this model cannot have, each with why — e.g. no
+        streaming TFLite twin covers its layers. The default export set leaves them out and says why."""
+        ...
+
 
 @runtime_checkable
 class NamModel(Protocol):
@@ -142,3 +155,13 @@ class NamModel(Protocol):
     def export_weights(self) -> list[float]: ...
 
     def import_weights(self, flat: Any) -> None: ...
+
+
+@runtime_checkable
+class SizeChoices(Protocol):
+    """A model holding alternatives of which a host runs one, e.g. NAM's SlimmableContainer (a size knob picks a
+    submodel)."""
+
+    def device_choices(self) -> list[tuple[str, tuple[float, float], ModelContract]]:
+        """``(name, (lowest, highest) knob value that selects it, model)`` per alternative, smallest first."""
+        ...

@@ -6,4 +6,5 @@ DEFAULT_MONITOR = {TASK_AMP_MODELLING: ("val_esr", "min")}
 DEFAULT_DATASET = "nam_capture"
 # Model presets a user picks by name (MODEL_REGISTRY keys).
 PRESETS = ("NAM_WaveNet_nano", "NAM_WaveNet_feather", "NAM_WaveNet_lite", "NAM_WaveNet_standard",
-           "NAM_LSTM_nano", "NAM_LSTM_feather", "NAM_LSTM_lite", "NAM_LSTM_standard", "NAM_Linear")
+           "NAM_LSTM_nano", "NAM_LSTM_feather", "NAM_LSTM_lite", "NAM_LSTM_standard", "NAM_Linear",
+           "NAM_A2", "NAM_A2_lite", "NAM_A2_full")

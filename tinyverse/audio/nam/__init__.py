@@ -13,7 +13,7 @@ from .format import (
     nam_to_dict,
     save_nam,
 )
-from .presets import A1_LSTM, A1_WAVENET, a1_wavenet_layers
+from .presets import A1_LSTM, A1_WAVENET, A2_CHANNELS, A2_HEAD_SCALE, A2_MAX_VALUES, a1_wavenet_layers, a2_wavenet_layers
 from .activations import NamActivation
 from .container import NAMSlimmableContainer
 from .dag import NAMDAG, DagNode
@@ -36,6 +36,10 @@ __all__ = [
     "A1_LSTM",
     "A1_WAVENET",
     "a1_wavenet_layers",
+    "A2_CHANNELS",
+    "A2_HEAD_SCALE",
+    "A2_MAX_VALUES",
+    "a2_wavenet_layers",
     "CORE_ACTIVATIONS",
     "DagNode",
     "FILE_VERSIONS",

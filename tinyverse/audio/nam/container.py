@@ -9,6 +9,7 @@ Core starts at the last (full) submodel, and so does this one.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import replace
 from typing import Any
 
 import torch
@@ -27,12 +28,15 @@ class NAMSlimmableContainer(NAMModel):
     receptive field, device ops and exports are the selected submodel's; the .nam file holds them all.
 
     ``submodels``: ``(max_value, model)`` pairs; ``metadata``: each submodel's own .nam metadata (written back
-    with it)."""
+    with it); ``names``: what reports and training logs call each submodel (default its index, "0", "1", ...;
+    the .nam format has no name field).
+
+    Training scores every submodel (:meth:`scored_outputs`), as NAM's packed training does."""
 
     nam_architecture = "SlimmableContainer"
 
     def __init__(self, submodels: Sequence[tuple[float, NAMModel]],
-                 metadata: Sequence[dict[str, Any]] | None = None) -> None:
+                 metadata: Sequence[dict[str, Any]] | None = None, names: Sequence[str] | None = None) -> None:
         super().__init__()
         if not submodels:
             raise ValueError("a SlimmableContainer needs at least one submodel")
@@ -48,6 +52,9 @@ class NAMSlimmableContainer(NAMModel):
         self.submodel_metadata = [dict(m) for m in (metadata or [{}] * len(values))]
         if len(self.submodel_metadata) != len(values):
             raise ValueError("give one metadata object per submodel")
+        self.names = [str(n) for n in names] if names is not None else [str(i) for i in range(len(values))]
+        if len(self.names) != len(values) or len(set(self.names)) != len(values):
+            raise ValueError(f"give one distinct name per submodel ({len(values)}), got {list(self.names)}")
         self._slim = 1.0
         self.active_index = len(values) - 1  # Core's default: the full-size (last) submodel
 
@@ -81,6 +88,18 @@ class NAMSlimmableContainer(NAMModel):
         """Slim values where the selected submodel changes (Core's ``GetSlimmableSizeBreakpoints``)."""
         return self.max_values[:-1]
 
+    def slim_range(self, index: int) -> tuple[float, float]:
+        """The slim values that select submodel ``index``: from the previous max_value (0 for the first) up to its
+        own (1 for the last)."""
+        lo = 0.0 if index == 0 else self.max_values[index - 1]
+        return lo, 1.0 if index == len(self.max_values) - 1 else self.max_values[index]
+
+    def device_choices(self) -> list[tuple[str, tuple[float, float], NAMModel]]:
+        """Each submodel with its name and slim range, smallest first: a device runs one of them
+        (:class:`tinyverse.models.contract.SizeChoices`)."""
+        return [(n, self.slim_range(i), m)  # type: ignore[misc]
+                for i, (n, m) in enumerate(zip(self.names, self.submodels))]
+
     # -- .nam ----------------------------------------------------------------------------------------------------
     @property
     def num_weights(self) -> int:
@@ -111,7 +130,11 @@ class NAMSlimmableContainer(NAMModel):
         return self.active.receptive_field
 
     def cost(self) -> ModelCost:
-        return self.active.cost()
+        """What runs is the selected submodel (MACs per sample, receptive field); what the file holds and a host
+        loads is every submodel (parameters, weights)."""
+        subs = [m.cost() for m in self.submodels]
+        return replace(self.active.cost(), params=sum(c.params for c in subs),
+                       weights=sum(c.weights if c.weights is not None else c.params for c in subs))
 
     def _macs_per_sample(self) -> int:
         return self.active.cost().macs_per_sample or 0
@@ -119,7 +142,8 @@ class NAMSlimmableContainer(NAMModel):
     def describe(self) -> dict[str, Any]:
         active = self.active.describe()
         return {"architecture": self.nam_architecture, "slim": self.slim, "active_submodel": self.active_index,
-                "submodels": [{"max_value": v, **m.describe()} for v, m in zip(self.max_values, self.submodels)],
+                "submodels": [{"name": n, "max_value": v, **m.describe()}
+                              for n, v, m in zip(self.names, self.max_values, self.submodels)],
                 "active_architecture": active.pop("architecture"), **active}
 
     def device_ops(self) -> list[DeviceOp]:
@@ -127,6 +151,13 @@ class NAMSlimmableContainer(NAMModel):
 
     def forward(self, x: torch.Tensor, pad_start: bool = False) -> torch.Tensor:
         return self.active(x, pad_start=pad_start)
+
+    def scored_outputs(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Every submodel's output on the same windows, by name, the full-size (last) one last; outputs are
+        aligned at the end (a submodel with a shorter receptive field has more valid samples: they are cut)."""
+        outs = {n: m(x) for n, m in zip(self.names, self.submodels)}
+        length = min(o.shape[-1] for o in outs.values())
+        return {n: o[..., o.shape[-1] - length:] for n, o in outs.items()}
 
     def stream_init(self, dtype: torch.dtype = torch.float32) -> Any:
         return self.active.stream_init(dtype)
@@ -138,7 +169,10 @@ class NAMSlimmableContainer(NAMModel):
         return self.active.initial_stream_state()
 
     def stream_metadata(self) -> dict[str, Any]:
-        return {**self.active.stream_metadata(), "container": {"slim": self.slim, "submodel": self.active_index}}
+        active = self.active.stream_metadata()  # what streams is the selected submodel
+        return {**active, "architecture": self.nam_architecture,
+                "container": {"slim": self.slim, "submodel": self.active_index, "name": self.names[self.active_index],
+                              "architecture": active["architecture"]}}
 
     def streaming_module(self) -> nn.Module:
         return self.active.streaming_module()

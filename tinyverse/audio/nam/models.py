@@ -41,11 +41,15 @@ __all__ = [
     "NAMModel",
     "NAMWaveNet",
     "NamWeightError",
+    "TWIN_EXPORTS",
     "fast_tanh",
     "check_slim",
     "nam_object",
     "render",
 ]
+
+# The exporters (EXPORTERS names) that build on ``streaming_twin``: a model without a twin has none of them.
+TWIN_EXPORTS = ("tflite", "tflite_int8", "tflite_int16")
 
 # The .nam versions we write, oldest first: the A1 layout every Core since 0.5 reads; the layer-array features
 # NAM Core 0.4.0 reads (condition_dsp, FiLM, bottleneck, grouped convs, per-layer activations); 0.7.0 for
@@ -227,6 +231,19 @@ class NAMModel(nn.Module):
 
     def twin_reference(self, x: torch.Tensor) -> torch.Tensor:
         return self(x)  # valid mode: (N, block + rf − 1) → (N, block)
+
+    def unavailable_exports(self) -> dict[str, str]:
+        """The TFLite steps, each with why, when no streaming twin can be built (building one is cheap: the plan
+        only copies the weights); {} otherwise."""
+        try:
+            self.streaming_twin(64)
+        except AudioExportError as e:
+            return {step: str(e) for step in TWIN_EXPORTS}
+        return {}
+
+    def scored_outputs(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        """One output: the model's own."""
+        return {self.nam_architecture: self(x)}
 
     def prepare_for_inference(self) -> None:
         """Nothing to do for a context model."""
