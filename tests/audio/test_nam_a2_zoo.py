@@ -136,6 +136,7 @@ def test_check_of_a_broken_nam_file_is_one_line(tmp_path, capsys):
     assert err.startswith(f"modelmaker: error: {bad}: not valid JSON") and err.count("\n") == 1
 
 
+@pytest.mark.filterwarnings("ignore:You are trying to `self.log\\(\\)`")  # one step called by hand, no Trainer
 def test_container_training_step_scores_both_submodels(tmp_path):
     """NAM's packed training: the loss is the sum of each submodel's (MSE + weighted multi-resolution STFT), both
     get gradients, and validation logs each submodel's ESR; val_esr (the checkpoint's) is the full one's."""
