@@ -83,17 +83,17 @@ def main() -> None:
     ap.add_argument("--val-seconds", type=float, default=1.0,
                     help="seconds of the validation block rendered through each artifact")
     ap.add_argument("--num-calib", type=int, default=32, help="int8 calibration blocks from the training audio")
-    ap.add_argument("--artifacts", nargs="*", default=None, help="subset of tinyverse.audio.verify.ARTIFACTS")
+    ap.add_argument("--exporters", nargs="*", default=None,
+                    help="EXPORTERS names (default: tinyverse.audio.verify.DEFAULT_EXPORTERS)")
     args = ap.parse_args()
     torch.set_num_threads(1)
 
     from tinyverse.audio.dataset import NamCaptureDataset
     from tinyverse.audio.models import device_summary
     from tinyverse.audio.nam import NAMLSTM
-    from tinyverse.audio.verify import ARTIFACTS, export_and_verify
+    from tinyverse.audio.verify import export_and_verify
     from tinyverse.models import create_model
 
-    artifacts = args.artifacts or list(ARTIFACTS)
     data = NamCaptureDataset(generated_seconds=args.seconds, ny=args.ny).load()
     sr = data.sample_rate
     t0, t1 = data.layout.train
@@ -115,9 +115,10 @@ def main() -> None:
         n = min(int(args.val_seconds * sr), Yv.shape[1])
         x_val, target = Xv[0][:n + rf - 1], Yv[0][:n]
         with tempfile.TemporaryDirectory(prefix="bench_audio_") as tmp:
-            res = export_and_verify(model, tmp, x_val, target, data.x[t0:t1], sr, args.block_size, artifacts,
+            res = export_and_verify(model, tmp, x_val, target, data.x[t0:t1], sr, args.block_size, args.exporters,
                                     num_calib=args.num_calib)
         rows = {r["artifact"]: r for r in res["rows"]}
+        artifacts = list(rows)  # the same rows for every model: the exporters' rows, in order
         get = lambda a, k: rows.get(a, {}).get(k)  # noqa: E731
         summary_rows.append([name.replace("NAM_WaveNet_", ""), f"{cost['params']:,}", f"{cost['macs_per_sample']:,}",
                              f"{sps:,.0f}", f"{wall:.0f}", f"{val_esr:.4f}",

@@ -138,3 +138,36 @@ def test_plain_module_still_exports_onnx(tmp_path):
     y = exp.run(exp.export(plain, None, tmp_path, X), X)
     with torch.no_grad():
         assert np.abs(y - plain(torch.as_tensor(X)).numpy()).max() < 1e-5
+
+
+def test_tflite_int16_is_written_by_the_same_job_and_passes_in_litert_and_tflm(tmp_path):
+    """compilation.exporters may name tflite_int16 in time series: int16 activations / int8 weights, written by the
+    one conversion job that writes the float and int8 files, verified on LiteRT's reference kernels and in TFLM."""
+    from modelmaker.config import config_from_dict
+    from tinyverse.export import io_details
+
+    model = _tiny_model()
+    rs = np.random.RandomState(0)
+    calib, test_X = rs.randn(128, 2, 64, 1).astype(np.float32), rs.randn(120, 2, 64, 1).astype(np.float32)
+    with torch.no_grad():
+        test_y = model(torch.as_tensor(test_X)).argmax(1).numpy()
+    report = compile_model(model, None, tmp_path, calib, test_X, test_y,
+                           exporters=["tflite", "tflite_int8", "tflite_int16"])
+    rows = {r.artifact: r for r in report.rows}
+    assert list(rows)[-2:] == ["TFLite int16x8 (LiteRT)", "TFLite int16x8 (TFLM)"]
+    lite, tflm = rows["TFLite int16x8 (LiteRT)"], rows["TFLite int16x8 (TFLM)"]
+    for row in (lite, tflm):
+        assert row.kind == "int16" and row.status == "PASS", report.to_markdown()
+        assert row.path == str(tmp_path / "model_int16.tflite")
+        assert [c.name for c in row.verdict.checks][:2] == ["argmax agreement", "accuracy drop"]  # the int8 rules
+    assert "vs LiteRT reference kernels (output steps)" in [c.name for c in tflm.verdict.checks]
+    assert tflm.arena_bytes > 0
+    qin, qout = io_details(tmp_path / "model_int16.tflite")
+    assert (qin.dtype, qout.dtype) == ("int16", "int16")
+    # 16-bit activations: an output step hundreds of times finer than the int8 file's (its weights are int8 too)
+    assert qout.scale < io_details(tmp_path / "model_int8.tflite")[1].scale / 100
+    conversion = report.info["tflite_conversion"]  # one job wrote all three files
+    assert {"convert_float_s", "convert_int8_s", "convert_int16_s"} <= set(conversion) and not conversion["errors"]
+    cfg = config_from_dict({"dataset": {"ucr_name": "GunPoint"}, "training": {"model_name": "CLS_1k_NPU"},
+                            "compilation": {"exporters": ["onnx", "tflite_int16"]}})
+    assert cfg.compilation.exporters == ["onnx", "tflite_int16"]

@@ -6,14 +6,13 @@ golden_vectors.h) in the order of their needs, runs each artifact on the test sp
 fills a verification table (PyTorch float, ONNX float, ONNX int8, TFLite float and int8 on LiteRT's reference
 kernels, TFLite int8 in TFLM, the C array parsed back and run in TFLM, and the rows of any registered exporter).
 No exporter name appears in this module: a registered exporter runs exactly like a built-in. An exporter that
-fails is recorded in its rows and the others go on. ``check_model`` and ``fitting_models`` answer the CLI's
+fails is recorded in its rows and the others go on. The per-exporter loop is the one both modalities share
+(:func:`tinyverse.export.pipeline.export_each`); the whole-input rows are run and judged here. ``check_model`` and ``fitting_models`` answer the CLI's
 device questions from specs only.
 """
 from __future__ import annotations
 
 import logging
-import shutil
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
@@ -22,12 +21,12 @@ import numpy as np
 from torch import nn
 
 from tinyverse.devices import DeviceProfile, DeviceReport, check_spec, check_tflite_ops, get_device
-from tinyverse.export import ExportError, get_exporter, torch_outputs
-from tinyverse.export.base import ExportContext, RunResult, cannot_run, exporter_order
+from tinyverse.export import torch_outputs
+from tinyverse.export.base import ExportContext, RunResult
 from tinyverse.export.onnx_exporters import onnx_int8_runtime_check  # noqa: F401 - part of this module's API
-from tinyverse.export.twin_plan import TwinError
+from tinyverse.export.pipeline import cross_checks, export_each, first_line
 from tinyverse.models.spec import ModelSpec
-from tinyverse.verification import FAIL, Check, Tolerances, Verdict, judge_outputs, runtime_check
+from tinyverse.verification import FAIL, Check, Tolerances, Verdict, judge_outputs
 
 log = logging.getLogger(__name__)
 
@@ -224,52 +223,29 @@ def compile_model(model: nn.Module, spec: ModelSpec | None, out_dir: str | Path,
                         options={"golden_vectors": golden_vectors, "header_defines": header_defines,
                                  "header_notes": tuple(header_notes), **(options or {})})
     outputs: dict[str, np.ndarray] = {}  # row label -> its outputs, for the runtime-vs-runtime checks
-    failed: dict[str, str] = {}  # exporter name -> why it wrote nothing
-    ctx.planned = tuple(exporter_order(list(exporters)))
 
-    for name in ctx.planned:
-        exp = get_exporter(name)
-        wanted = exp.verifications()
-        mine = [VerificationRow(v.label, None, kind=v.kind or exp.kind) for v in wanted]
-        rows.extend(mine)
-        why = cannot_run(exp, ctx, failed)
-        t0 = time.perf_counter()
-        try:
-            if why is not None:
-                raise ExportError(why)
-            if name in prebuilt:
-                path = out_dir / exp.file_name
-                shutil.copyfile(prebuilt[name], path)
-                exp.info = {"seconds": None}  # written earlier, by the caller
-            else:
-                path = Path(exp.write(ctx))
-        except Exception as err:  # noqa: BLE001 - recorded in its rows; the other exporters go on
-            failed[name] = _first_line(err)
-            for row in mine:
-                row.error = failed[name]
-            log.warning("%s failed: %s", name, failed[name])
-            continue
-        seconds = exp.info.get("seconds", time.perf_counter() - t0)
-        ctx.artifacts[name] = path
-        for v, row in zip(wanted, mine):
-            row.path, row.seconds = str(path), seconds
+    def run(exp, v, path) -> tuple[np.ndarray, int | None]:
+        result = exp.run_on(v, path, test_X)
+        return (result.outputs, result.arena_bytes) if isinstance(result, RunResult) else (result, None)
+
+    for step in export_each(ctx, exporters, prebuilt):
+        exp = step.exporter
+        step.rows = [VerificationRow(v.label, None, kind=v.kind or exp.kind) for v in step.verifications]
+        rows.extend(step.rows)
+        for v, row in zip(step.verifications, step.rows):
+            if step.error is not None:
+                row.error = step.error
+                continue
+            row.path, row.seconds = str(step.path), step.seconds
             try:
-                result = exp.run_on(v, path, test_X)
-                y = result.outputs if isinstance(result, RunResult) else result
-                row.arena_bytes = result.arena_bytes if isinstance(result, RunResult) else None
-                extra = list(exp.checks(v, path, test_X, y, tol))
-                if v.same_as is not None and outputs.get(v.same_as) is not None:
-                    extra.append(runtime_check(v.same_as_check or f"vs {v.same_as}", y, outputs[v.same_as],
-                                               exp.output_step(path, ctx), tol))
+                y, row.arena_bytes = run(exp, v, step.path)
+                extra = list(exp.checks(v, step.path, test_X, y, tol))
+                extra += cross_checks(step, v, y, outputs, ctx, tol, lambda ref: run(exp, ref, step.path)[0])
                 outputs[row.artifact] = compare_outputs(row, y, ref, score, tol, rows[0].metric, higher_is_better,
                                                         extra, metric, classifier)
             except Exception as err:  # noqa: BLE001 - a row that cannot run is a FAIL row
-                row.error = _first_line(err)
+                row.error = first_line(err)
                 log.warning("%s failed: %s", row.artifact, row.error)
-        try:
-            exp.record(ctx, path, mine)
-        except Exception as err:  # noqa: BLE001 - a measurement that failed is not a verification failure
-            log.warning("%s: could not record its measurements: %s", name, _first_line(err))
 
     artifacts = {**ctx.files, **{k: str(p) for k, p in ctx.artifacts.items() if p.exists()}}
     report_dev = None
@@ -277,14 +253,6 @@ def compile_model(model: nn.Module, spec: ModelSpec | None, out_dir: str | Path,
         profile = get_device(device)
         report_dev = _device_report(spec, profile, ctx.info, ctx.artifacts)
     return CompileReport(str(out_dir), metric, rows, artifacts, report_dev, ctx.info)
-
-
-def _first_line(err: BaseException) -> str:
-    """An error as one row note: the message's first line; the type too where the message alone is unclear."""
-    text = str(err).strip().splitlines()[0][:300] if str(err).strip() else ""
-    if isinstance(err, (ExportError, TwinError, RuntimeError, ValueError, OSError)) and text:
-        return text
-    return f"{type(err).__name__}: {text}" if text else type(err).__name__
 
 
 def _device_report(spec: ModelSpec | None, profile: DeviceProfile, info: dict[str, Any],

@@ -152,24 +152,28 @@ def test_lstm_streaming_tflite_carries_state(tmp_path):
 
 
 def test_verification_rows_record_errors_and_go_on(tmp_path, monkeypatch):
-    import tinyverse.audio.tflite as tfl
+    import tinyverse.export.tflite_stream as tfl
     from tinyverse.audio.verify import export_and_verify, format_table
+    from tinyverse.export import ExportError
 
     def broken(*a, **k):
-        raise tfl.AudioExportError("converter exploded")
+        raise ExportError("converter exploded")
 
     monkeypatch.setattr(tfl, "export_streaming_tflite", broken)
     model = _tiny_wavenet()
     x = _audio(3_000)
     target = np.tanh(3 * x[model.receptive_field - 1:])
     res = export_and_verify(model, tmp_path, x, target, _audio(10_000, seed=1), SR, 128,
-                            ["PyTorch float", "ONNX float", "TFLite float", "TFLite int8 (TFLM)"], num_calib=8)
+                            ["onnx", "tflite_int8", "tflite"], num_calib=8)
     rows = {r["artifact"]: r for r in res["rows"]}
+    assert list(rows) == ["PyTorch float", "ONNX float", "TFLite int8 (LiteRT)", "TFLite int8 (XNNPACK)",
+                          "TFLite int8 (TFLM)", "TFLite float", "TFLite float (XNNPACK)"]  # exporters as named
     assert rows["PyTorch float"]["esr_vs_torch"] < 1e-10 and rows["ONNX float"]["esr_vs_torch"] < 1e-10
     assert rows["ONNX float"]["esr_vs_target"] == pytest.approx(rows["PyTorch float"]["esr_vs_target"], rel=1e-4)
     assert rows["ONNX float"]["rtf"] > 0
-    assert "converter exploded" in rows["TFLite float"]["error"]
+    assert rows["TFLite float"]["error"] == "export failed: ExportError: converter exploded"
     assert "converter exploded" in rows["TFLite int8 (TFLM)"]["error"]
+    assert res["exports"]["tflite"] == res["exports"]["tflite_int8"] == {"error": "ExportError: converter exploded"}
     table = format_table(res)
     assert "converter exploded" in table and "| ONNX float | onnxruntime CPU |" in table
 
@@ -184,13 +188,14 @@ def test_streaming_rows_carry_pass_rules(tmp_path):
     x = _audio(3_000)
     target = np.tanh(3 * x[model.receptive_field - 1:])
     wanted = ["PyTorch float", "ONNX float", "ONNX int8"]
-    res = export_and_verify(model, tmp_path, x, target, _audio(10_000, seed=1), SR, 128, wanted, num_calib=8)
+    res = export_and_verify(model, tmp_path, x, target, _audio(10_000, seed=1), SR, 128, ["onnx_int8"], num_calib=8)
     rows = {r["artifact"]: r for r in res["rows"]}
+    assert list(rows) == wanted  # the float ONNX file it quantizes runs first, and is verified too
     assert [rows[a]["kind"] for a in wanted] == ["reference", "float", "int8"]
     assert all(rows[a]["verdict"]["status"] == "PASS" for a in wanted), failed_rows(res["rows"])
     fused = [c for c in rows["ONNX int8"]["verdict"]["checks"] if c["name"].startswith("fused kernels")]
     assert fused and fused[0]["value"] <= 1.0
-    strict = export_and_verify(model, tmp_path / "b", x, target, _audio(10_000, seed=1), SR, 128, wanted,
+    strict = export_and_verify(model, tmp_path / "b", x, target, _audio(10_000, seed=1), SR, 128, ["onnx_int8"],
                                num_calib=8, tolerances=Tolerances(audio_int8_max_esr=1e-12))
     failures = failed_rows(strict["rows"])
     assert len(failures) == 1 and failures[0].startswith("ONNX int8: ESR vs PyTorch")

@@ -3,13 +3,13 @@
 :class:`StreamProcessor` keeps what the model needs between blocks — the receptive-field history (Linear),
 Core's per-layer buffers (WaveNet) or the recurrent state (LSTM), through the model's stream hooks
 (:class:`tinyverse.models.contract.StreamingModel`) — so processing a file in blocks of any size gives the
-same samples as one whole-file render from silence. :class:`OnnxStreamProcessor` and
-:class:`~tinyverse.audio.tflite.TFLiteStreamProcessor` do the same for the streaming exports.
+same samples as one whole-file render from silence. :class:`~tinyverse.export.onnx_stream.OnnxStreamProcessor` and
+:class:`~tinyverse.export.tflite_stream.TFLiteStreamProcessor` (the streaming exports' runners, imported here) do the
+same for the streaming exports.
 ``process_file`` adds file I/O and timing (the real-time factor).
 """
 from __future__ import annotations
 
-import json
 import time
 from pathlib import Path
 from typing import Any, Callable
@@ -20,14 +20,12 @@ from torch import nn
 
 from tinyverse.audio.knob_file import knob_model_from_checkpoint, load_knob_model
 from tinyverse.audio.nam import load_nam, model_from_nam
-from tinyverse.audio.tflite import TFLiteStreamProcessor
+from tinyverse.export.onnx_stream import STREAM_META_KEY, OnnxStreamProcessor
+from tinyverse.export.tflite_stream import TFLiteStreamProcessor
 from tinyverse.models.contract import StreamingModel
 
 __all__ = ["StreamProcessor", "process_file", "load_audio_model", "OnnxStreamProcessor", "open_stream_processor",
            "onnx_stream_render", "tflite_stream_render", "STREAM_META_KEY"]
-
-# The metadata_props key of a streaming ONNX file (:mod:`tinyverse.audio.export` writes it, the processor reads it).
-STREAM_META_KEY = "tinyverse_stream"
 
 
 class StreamProcessor:
@@ -61,56 +59,6 @@ class StreamProcessor:
         x = torch.as_tensor(np.asarray(block), dtype=self.dtype).reshape(1, -1)
         y, self.state = self.model.stream_block(x, self.state)
         return y.numpy()
-
-
-class OnnxStreamProcessor:
-    """The same contract for a streaming ONNX export (:mod:`tinyverse.audio.export`): a block with its
-    receptive-field context in (WaveNet / Linear), or a block with the carried LSTM state in and out.
-
-    The kind, receptive field and initial state are read from the file's metadata; ``receptive_field`` is only
-    needed for files written before the metadata existed.
-    """
-
-    def __init__(self, path: str | Path, receptive_field: int | None = None, optimized: bool = True) -> None:
-        import onnxruntime as ort
-
-        opts = ort.SessionOptions()
-        opts.intra_op_num_threads = 1
-        if not optimized:  # the graph as written: the QDQ reference that fused int8 kernels are checked against
-            opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
-        self.session = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
-        self.input_names = [i.name for i in self.session.get_inputs()]
-        self.input_name = self.input_names[0]
-        meta = self.session.get_modelmeta().custom_metadata_map.get(STREAM_META_KEY)
-        self.meta = json.loads(meta) if meta else {}
-        self.stateful = self.meta.get("kind") == "state" or {"h", "c"} <= set(self.input_names)
-        rf = self.meta.get("receptive_field", receptive_field)
-        if rf is None:
-            raise ValueError(f"{path}: no stream metadata; pass the model's receptive_field")
-        self.rf = int(rf)
-        self.reset()
-
-    def reset(self) -> None:
-        self.history = np.zeros(self.rf - 1, np.float32)
-        if self.stateful:
-            shape = {i.name: i.shape for i in self.session.get_inputs()}["h"]
-            if "initial_h" in self.meta:
-                self.h = np.asarray(self.meta["initial_h"], np.float32)[None]
-                self.c = np.asarray(self.meta["initial_c"], np.float32)[None]
-            else:
-                self.h = np.zeros((1, int(shape[1]), int(shape[2])), np.float32)
-                self.c = np.zeros_like(self.h)
-
-    def process(self, block: np.ndarray) -> np.ndarray:
-        block = np.asarray(block, np.float32)
-        if self.stateful:
-            y, self.h, self.c = self.session.run(None, {"x": block[None, :], "h": self.h, "c": self.c})
-            return y.reshape(-1)
-        full = np.concatenate([self.history, block])
-        y = self.session.run(None, {self.input_name: full[None, :]})[0].reshape(-1)
-        if self.rf > 1:
-            self.history = full[-(self.rf - 1):]
-        return y
 
 
 def load_audio_model(path: str | Path) -> tuple[nn.Module, dict[str, Any]]:

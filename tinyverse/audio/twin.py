@@ -1,11 +1,12 @@
 """The TensorFlow twin of a streaming audio model, as data: an op list with Keras-layout weights.
 
 A model builds its plan (``model.streaming_twin(block_size)``, :class:`tinyverse.models.contract.StreamingModel`);
-``_tflite_worker.py`` turns the plan into a ``tf.function`` graph (or a tf_keras model for the LSTM), checks
-it against torch and converts it. Ops: ``conv`` (a torch Conv1d as one CONV_2D with a (K, 1) kernel and a
-dilation factor), ``crop`` (drop the oldest samples: valid-mode alignment), ``add``, ``mul``, ``act``
-(``fn`` one of :data:`TWIN_ACTIVATIONS`' values), ``lstm`` and ``dense``. No torch here: the plan is plain
-numpy so it can be written to the worker's job folder.
+the TFLite conversion job (:mod:`tinyverse.export.tflite_job`) hands it to the one TFLite worker
+(:mod:`tinyverse.export.tflite_worker`, whose table lists the op vocabulary both modalities share), which checks it
+against torch and converts it. The ops a streaming model uses: ``conv`` (a torch Conv1d as one CONV_2D with a (K, 1)
+kernel and a dilation factor), ``crop`` (drop the oldest samples: valid-mode alignment), ``add``, ``mul``, ``act``
+(``fn`` one of :data:`TWIN_ACTIVATIONS`' values), ``lstm`` and ``dense``. No torch here: the plan is plain numpy
+so it can be written to the job's folder.
 """
 from __future__ import annotations
 
@@ -41,8 +42,8 @@ class TwinPlan:
         self.weights[f"{name}/w"] = np.ascontiguousarray(weight.transpose(2, 1, 0)[:, None, :, :], np.float32)
         if bias is not None:
             self.weights[f"{name}/b"] = np.asarray(bias, np.float32)
-        self.ops.append({"kind": "conv", "name": name, "src": [src], "dilation": int(dilation),
-                         "bias": bias is not None})
+        self.ops.append({"kind": "conv", "name": name, "src": [src], "strides": [1, 1], "dilation": [int(dilation), 1],
+                         "padding": "valid", "pad": None, "activation": None})
         self.offset[name] = self.offset[src] + dilation * (k - 1)
         return name
 
@@ -62,4 +63,5 @@ class TwinPlan:
         return name
 
     def to_json(self) -> dict[str, Any]:
-        return {"input_shape": self.input_shape, "ops": self.ops, "output": self.output}
+        """The worker's plan: one input ``x`` of ``input_shape`` (no batch axis), the ops, one output."""
+        return {"inputs": [{"name": "x", "shape": list(self.input_shape)}], "ops": self.ops, "outputs": [self.output]}

@@ -12,13 +12,19 @@ exporter, so that a registered one runs exactly like a built-in:
   too), and ``"calibration"`` when it needs calibration data from the training split;
 - ``kind``: the pass rule of its rows (``tinyverse.verification``): ``"float"``, ``"int8"`` or ``"int16"``;
 - ``modalities``: where it can run (``"timeseries"``; ``"audio"`` when it implements ``stream_processor``);
-- ``verifications()``: its rows — a label, the runtime that runs the file, optionally the row whose outputs the
-  same file must reproduce on another runtime (``same_as``, checked to ``runtime_max_steps`` output steps);
-- ``write(ctx)``: export within a compile (default: ``export`` with ``export_options(ctx)``);
-- ``run_on(verification, path, X)`` (whole inputs) or ``stream_processor(path, verification)`` (audio: an object
-  with ``process(block) -> block``, rendered block by block);
-- ``checks(...)``: further checks of a row (e.g. fused int8 kernels against the file's reference arithmetic);
+- ``verifications()`` (whole inputs) / ``stream_verifications()`` (a streaming artifact, rendered block by block;
+  default: the same rows): its rows — a label, the runtime that runs the file, optionally the row whose outputs the
+  same file must reproduce on another runtime (``same_as``) and a reference runtime that computes the same file as
+  written (``reference``, not a row of its own), each checked to ``runtime_max_steps`` output steps;
+- ``write(ctx)``: export within a compile (default: ``export`` with ``export_options(ctx)``). The model says what
+  is exported (:func:`streams`): a streaming model (``model.stream_kind``) gets its streaming artifact
+  (``stream_file_name``, at ``ctx.block_size``), any other model its whole-input one (``file_name``);
+- ``run_on(verification, path, X)`` (whole inputs) or ``stream_processor(path, verification)`` (an object with
+  ``process(block) -> block``, rendered block by block);
+- ``checks(...)``: further checks of a whole-input row;
 - ``record(ctx, path, rows)``: what it measured, into the compile report's ``info``.
+
+The per-exporter loop both compile stages run is :func:`tinyverse.export.pipeline.export_each`.
 """
 from __future__ import annotations
 
@@ -44,13 +50,18 @@ class Verification:
     ``runtime`` selects how ``run_on`` / ``stream_processor`` run the file; ``kind`` overrides the exporter's
     pass rule for this row; ``same_as`` names another row (e.g. "TFLite int8 (LiteRT)") that ran the same file on
     a reference runtime: the outputs must agree to ``runtime_max_steps`` output steps (``same_as_check`` is the
-    check's name, default "vs <same_as>")."""
+    check's name, default "vs <same_as>"). ``reference`` is a runtime that computes the same file as written (e.g.
+    onnxruntime without graph optimizations, against its fused int8 kernels): the file is run on it too, as no row
+    of its own, and the row's outputs must agree with it to ``runtime_max_steps`` output steps
+    (``reference_check``: the check's name, default "vs <reference>")."""
 
     label: str
     runtime: str = "default"
     kind: str | None = None
     same_as: str | None = None
     same_as_check: str | None = None
+    reference: str | None = None
+    reference_check: str | None = None
 
 
 @dataclass
@@ -90,6 +101,7 @@ class Exporter:
     name: ClassVar[str] = ""
     suffix: ClassVar[str] = ""
     file_name: ClassVar[str] = ""  # default artifact file name inside out_dir
+    stream_file_name: ClassVar[str] = ""  # the streaming artifact's file name (default: file_name)
     label: ClassVar[str] = ""  # its verification row (default: the name)
     kind: ClassVar[str] = "float"  # pass rule of its rows: float, int8 or int16
     needs: ClassVar[tuple[str, ...]] = ()  # exporter names whose artifacts it reads, and/or "calibration"
@@ -115,7 +127,16 @@ class Exporter:
         return self.export(ctx.model, ctx.spec, ctx.out_dir, ctx.calib, **self.export_options(ctx))
 
     def verifications(self) -> list[Verification]:
+        """Its rows when the artifact runs on whole inputs."""
         return [Verification(self.label or self.name)]
+
+    def stream_verifications(self) -> list[Verification]:
+        """Its rows when the artifact is a stream, rendered block by block (default: :meth:`verifications`)."""
+        return self.verifications()
+
+    def artifact_name(self, model: nn.Module) -> str:
+        """The file it writes for ``model``: ``stream_file_name`` for a streaming model, else ``file_name``."""
+        return (self.stream_file_name or self.file_name) if streams(model) else self.file_name
 
     def run_on(self, verification: Verification, path: Path, X: np.ndarray) -> np.ndarray | RunResult:
         """Run the artifact on whole inputs as ``verification`` says (default: ``run``)."""
@@ -190,6 +211,19 @@ def cannot_run(exp: Exporter, ctx: ExportContext, failed: dict[str, str]) -> str
         elif need not in ctx.artifacts:
             return f"needs {need}, which wrote no file"
     return None
+
+
+def streams(model: nn.Module) -> bool:
+    """How the model contract says ``model`` is exported and verified: block by block (a ``stream_kind`` of
+    "context" or "state": streaming ONNX graph, ``streaming_twin`` TFLite) or, without one, on whole inputs."""
+    return getattr(model, "stream_kind", None) is not None
+
+
+def stream_block_size(ctx: ExportContext) -> int:
+    """The block length a streaming artifact is exported at (``ctx.block_size``)."""
+    if not ctx.block_size:
+        raise ValueError(f"{type(ctx.model).__name__} is exported as a stream: ExportContext.block_size must be set")
+    return int(ctx.block_size)
 
 
 def spec_of(model: nn.Module, spec: ModelSpec | None) -> ModelSpec | None:

@@ -16,7 +16,8 @@ import numpy as np
 
 from tinyverse.export.base import Exporter, RunResult, Verification
 from tinyverse.export.onnx_float import ExportError
-from tinyverse.export.tflite import TFLiteInt8Exporter, io_details, measure_tflm_arena, run_tflm
+from tinyverse.export.tflite import io_details, measure_tflm_arena, run_tflm
+from tinyverse.export.tflite_exporters import TFLiteInt8Exporter
 from tinyverse.export.twin_plan import nchw_to_nhwc
 from tinyverse.registry import EXPORTERS
 

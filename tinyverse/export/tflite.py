@@ -1,9 +1,11 @@
-"""TFLite export through a Keras twin built from the spec, and runners (LiteRT reference kernels, TFLM).
+"""TFLite export of a spec model through its TensorFlow twin, and runners (LiteRT reference kernels, TFLM).
 
-Why a twin: rebuilding the model layer by layer in Keras and converting with ``tf.lite.TFLiteConverter`` is
+Why a twin: rebuilding the model layer by layer in TensorFlow and converting with ``tf.lite.TFLiteConverter`` is
 the path that gave the smallest graphs (CONV_2D with (k, 1) kernels, no transposes) and worked for every model
-measured (shared/reference/toolchain.md). The conversion runs in a subprocess (``_keras_twin.py``), so
-TensorFlow is never imported by ``import tinyverse`` and a converter crash cannot kill a run.
+measured (shared/reference/toolchain.md). Each layer writes its part of the plan (``twin_ops``,
+:mod:`tinyverse.export.twin_plan`); the conversion job (:mod:`tinyverse.export.tflite_job`) runs the worker both
+modalities share in a subprocess, so TensorFlow is never imported by ``import tinyverse`` and a converter crash
+cannot kill a run.
 
 Layout: the twin takes NHWC ``(N, L, 1, C)``; ``run_litert``/``run_tflm`` accept the torch layout
 ``(N, C, L, 1)`` and transpose it once outside the graph (4-D outputs are transposed back).
@@ -11,14 +13,11 @@ Layout: the twin takes NHWC ``(N, L, 1, C)``; ``run_litert``/``run_tflm`` accept
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 import os
 import re
-import subprocess
 import sys
 import tempfile
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -26,16 +25,14 @@ from typing import Any
 import numpy as np
 from torch import nn
 
-from tinyverse.export.base import CALIBRATION, Exporter, RunResult, Verification, spec_of
+from tinyverse.export.base import spec_of
 from tinyverse.export.onnx_float import ExportError, torch_outputs
+from tinyverse.export.tflite_job import TwinJob, run_tflite_job
 from tinyverse.export.twin_plan import build_plan, nchw_to_nhwc, nhwc_to_nchw
 from tinyverse.models.spec import ModelSpec
-from tinyverse.registry import EXPORTERS
 
 log = logging.getLogger(__name__)
 
-WORKER = Path(__file__).with_name("_keras_twin.py")
-TWIN_TOLERANCE = 1e-4  # relative to max(1, max |torch output|): float32 convs agree to ~1e-6
 CONVERT_TIMEOUT_S = 600
 
 
@@ -52,47 +49,33 @@ def _require_spec(model: nn.Module, spec: ModelSpec | None) -> ModelSpec:
     return spec
 
 
-def convert_tflite(model: nn.Module, spec: ModelSpec | None, calib: np.ndarray, float_path: str | Path | None,
-                   int8_path: str | Path | None, num_calib: int = 200, num_check: int = 16) -> dict[str, Any]:
-    """Build the Keras twin, check it against torch, write the float and/or full-int8 .tflite files.
-
-    ``calib`` is torch-layout data from the training split (the int8 representative dataset). Returns what
-    the worker measured: ``twin_max_abs_diff``, ``convert_float_s``, ``convert_int8_s``.
-    """
+def spec_twin_job(model: nn.Module, spec: ModelSpec | None, calib: np.ndarray, num_calib: int = 200,
+                  num_check: int = 16) -> TwinJob:
+    """The conversion job of a spec model: its twin plan (each layer's ``twin_ops``), ``num_calib`` samples of
+    ``calib`` (torch layout, from the training split) as the representative dataset and torch's outputs on the first
+    ``num_check`` of them for the twin check, all moved to the twin's NHWC layout."""
     spec = _require_spec(model, spec)
     calib = np.asarray(calib, dtype=np.float32)
     plan = build_plan(model, spec)
     model.eval()
     ref_in = calib[:num_check]
-    ref_out = torch_outputs(model, ref_in)
-    with tempfile.TemporaryDirectory(prefix="tinyverse_tflite_") as tmp:
-        job = Path(tmp)
-        (job / "plan.json").write_text(json.dumps(plan.to_json()))
-        np.savez(job / "weights.npz", **plan.weights)
-        np.save(job / "calib.npy", nchw_to_nhwc(calib[:num_calib]))
-        np.save(job / "ref_in.npy", nchw_to_nhwc(ref_in))
-        np.save(job / "ref_out.npy", ref_out)
-        (job / "job.json").write_text(json.dumps({
-            "float": str(Path(float_path).resolve()) if float_path else None,
-            "int8": str(Path(int8_path).resolve()) if int8_path else None,
-            "tolerance": TWIN_TOLERANCE}))
-        t0 = time.perf_counter()
-        env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "TF_USE_LEGACY_KERAS": "1", "CUDA_VISIBLE_DEVICES": ""}
-        try:
-            proc = subprocess.run([sys.executable, str(WORKER), str(job)], capture_output=True, text=True,
-                                  env=env, timeout=CONVERT_TIMEOUT_S)
-        except subprocess.TimeoutExpired:
-            raise ExportError(f"TFLite conversion timed out after {CONVERT_TIMEOUT_S} s") from None
-        result_file = job / "result.json"
-        result = json.loads(result_file.read_text()) if result_file.exists() else {}
-        if "error" in result:
-            raise ExportError(result["error"])
-        if proc.returncode != 0:
-            tail = (proc.stderr or proc.stdout).strip().splitlines()[-5:]
-            raise ExportError(f"TFLite conversion failed (worker exit {proc.returncode}): " + " | ".join(tail))
-    result["subprocess_s"] = time.perf_counter() - t0
-    log.info("TFLite twin max abs diff %.3g; conversion %.1f s", result["twin_max_abs_diff"],
-             result["subprocess_s"])
+    return TwinJob(plan.to_json(), plan.weights, nchw_to_nhwc(calib[:num_calib]), nchw_to_nhwc(ref_in),
+                   nchw_to_nhwc(torch_outputs(model, ref_in)))
+
+
+def convert_tflite(model: nn.Module, spec: ModelSpec | None, calib: np.ndarray, float_path: str | Path | None,
+                   int8_path: str | Path | None, num_calib: int = 200, num_check: int = 16,
+                   int16_path: str | Path | None = None) -> dict[str, Any]:
+    """Build the twin, check it against torch, write the float, full-int8 and/or int16x8 .tflite files (one job).
+
+    ``calib`` is torch-layout data from the training split (the representative dataset of the quantized files).
+    Returns what the worker measured: ``twin_max_abs_diff``, ``convert_<mode>_s`` and ``errors`` (mode → why that
+    file was not written); raises :class:`ExportError` when the twin disagrees with torch or the worker fails.
+    """
+    job = spec_twin_job(model, spec, calib, num_calib, num_check)
+    result = run_tflite_job(job, {"float": float_path, "int8": int8_path, "int16": int16_path},
+                            timeout_s=CONVERT_TIMEOUT_S)
+    log.info("TFLite twin max abs diff %.3g; conversion %.1f s", result["twin_max_abs_diff"], result["subprocess_s"])
     return result
 
 
@@ -100,37 +83,50 @@ def convert_tflite(model: nn.Module, spec: ModelSpec | None, calib: np.ndarray, 
 
 @dataclass(frozen=True)
 class TensorQuant:
+    """A tensor's shape, dtype and quantization: float32, or int8 / int16 with a scale and zero point."""
+
     shape: tuple[int, ...]
     dtype: str
     scale: float
     zero_point: int
 
+    @property
+    def quantized(self) -> bool:
+        return self.dtype in ("int8", "int16")
+
     def quantize(self, x: np.ndarray) -> np.ndarray:
-        if self.dtype != "int8":
+        if not self.quantized:
             return x.astype(np.float32)
-        return np.clip(np.round(x / self.scale) + self.zero_point, -128, 127).astype(np.int8)
+        info = np.iinfo(self.dtype)
+        return np.clip(np.round(x / self.scale) + self.zero_point, info.min, info.max).astype(self.dtype)
 
     def dequantize(self, q: np.ndarray) -> np.ndarray:
-        if self.dtype != "int8":
+        if not self.quantized:
             return q.astype(np.float32)
         return ((q.astype(np.float32) - self.zero_point) * self.scale).astype(np.float32)
 
 
-def _model_bytes(path_or_bytes: str | Path | bytes) -> bytes:
+def model_bytes(path_or_bytes: str | Path | bytes) -> bytes:
+    """The bytes of a .tflite file (a path, or the bytes themselves)."""
     return bytes(path_or_bytes) if isinstance(path_or_bytes, (bytes, bytearray)) else Path(path_or_bytes).read_bytes()
 
 
-def litert_interpreter(path_or_bytes: str | Path | bytes):
-    """A LiteRT interpreter on the reference kernels (no XNNPACK: it refused some valid int8 files)."""
+def litert_interpreter(path_or_bytes: str | Path | bytes, xnnpack: bool = False):
+    """A LiteRT interpreter on the reference kernels (what verifies a file: XNNPACK refused some valid int8 files),
+    or with the XNNPACK delegate on one thread (``xnnpack=True``: what a desktop or phone host runs)."""
     from ai_edge_litert.interpreter import Interpreter, OpResolverType
 
-    interp = Interpreter(model_content=_model_bytes(path_or_bytes),
-                         experimental_op_resolver_type=OpResolverType.BUILTIN_REF)
+    if xnnpack:
+        interp = Interpreter(model_content=model_bytes(path_or_bytes), num_threads=1)
+    else:
+        interp = Interpreter(model_content=model_bytes(path_or_bytes),
+                             experimental_op_resolver_type=OpResolverType.BUILTIN_REF)
     interp.allocate_tensors()
     return interp
 
 
-def _quant(detail: dict) -> TensorQuant:
+def litert_quant(detail: dict) -> TensorQuant:
+    """A LiteRT tensor detail (``get_input_details()[i]``) as a :class:`TensorQuant`."""
     scale, zp = detail.get("quantization", (0.0, 0))
     return TensorQuant(tuple(int(d) for d in detail["shape"]), np.dtype(detail["dtype"]).name, float(scale), int(zp))
 
@@ -138,7 +134,7 @@ def _quant(detail: dict) -> TensorQuant:
 def io_details(path_or_bytes: str | Path | bytes) -> tuple[TensorQuant, TensorQuant]:
     """Input and output shape, dtype, scale and zero point of a one-input, one-output .tflite file."""
     interp = litert_interpreter(path_or_bytes)
-    return _quant(interp.get_input_details()[0]), _quant(interp.get_output_details()[0])
+    return litert_quant(interp.get_input_details()[0]), litert_quant(interp.get_output_details()[0])
 
 
 def tflite_ops(path_or_bytes: str | Path | bytes) -> list[str]:
@@ -150,11 +146,11 @@ def tflite_ops(path_or_bytes: str | Path | bytes) -> list[str]:
 def run_litert(path_or_bytes: str | Path | bytes, X: np.ndarray, raw: bool = False) -> np.ndarray:
     """Run a .tflite file sample by sample on torch-layout ``X``; float (dequantized) outputs in torch layout.
 
-    ``raw=True`` returns the int8 outputs of an int8 model as they are (NHWC when 4-D).
+    ``raw=True`` returns the integer outputs of a quantized model as they are (NHWC when 4-D).
     """
     interp = litert_interpreter(path_or_bytes)
     inp, out = interp.get_input_details()[0], interp.get_output_details()[0]
-    qin, qout = _quant(inp), _quant(out)
+    qin, qout = litert_quant(inp), litert_quant(out)
     xs = nchw_to_nhwc(np.asarray(X, dtype=np.float32))
     outs = []
     for i in range(xs.shape[0]):
@@ -208,12 +204,12 @@ def tflm_arena_bytes(interp) -> int | None:
 
 def run_tflm(path_or_bytes: str | Path | bytes, X: np.ndarray, arena_size: int | None = None,
              raw: bool = False) -> tuple[np.ndarray, int | None]:
-    """Run an int8 (or float) .tflite file in the TFLite Micro interpreter, one sample at a time.
+    """Run an int8, int16x8 (or float) .tflite file in the TFLite Micro interpreter, one sample at a time.
 
     Inputs are quantized with the model's input scale/zero point, outputs dequantized (``raw=True``: the
-    int8 outputs). Returns ``(outputs, arena_bytes_used)``.
+    integer outputs). Returns ``(outputs, arena_bytes_used)``.
     """
-    model = _model_bytes(path_or_bytes)
+    model = model_bytes(path_or_bytes)
     interp, _ = _tflm_interpreter(model, arena_size)
     qin, qout = _tflm_quant(interp.get_input_details(0)), _tflm_quant(interp.get_output_details(0))
     xs = nchw_to_nhwc(np.asarray(X, dtype=np.float32))
@@ -229,7 +225,7 @@ def run_tflm(path_or_bytes: str | Path | bytes, X: np.ndarray, arena_size: int |
 
 def measure_tflm_arena(path_or_bytes: str | Path | bytes) -> int | None:
     """Arena bytes TFLM uses for one inference (on a zero input)."""
-    interp, _ = _tflm_interpreter(_model_bytes(path_or_bytes), None)
+    interp, _ = _tflm_interpreter(model_bytes(path_or_bytes), None)
     d = interp.get_input_details(0)
     interp.set_input(np.zeros(tuple(int(s) for s in d["shape"]), dtype=d["dtype"]), 0)
     interp.invoke()
@@ -242,97 +238,3 @@ def _tflm_quant(detail: dict) -> TensorQuant:
     scales, zps = q.get("scales", []), q.get("zero_points", [])
     return TensorQuant(tuple(int(d) for d in detail["shape"]), np.dtype(detail["dtype"]).name,
                        float(scales[0]) if len(scales) else 0.0, int(zps[0]) if len(zps) else 0)
-
-
-# -- exporters -------------------------------------------------------------------------------------------
-
-class _TFLiteBase(Exporter):
-    int8: bool = False
-    needs = (CALIBRATION,)
-
-    def write(self, ctx):
-        """Within a compile, one conversion job writes every planned TFLite file (one twin build, one TF start)."""
-        conv = ctx.shared.get("tflite_conversion")
-        if conv is None:
-            planned = [cls for cls in (TFLiteFloatExporter, TFLiteInt8Exporter) if cls.name in ctx.planned]
-            paths = {"int8_path" if cls.int8 else "float_path": ctx.out_dir / cls.file_name for cls in planned}
-            try:
-                targets = {"float_path": None, "int8_path": None, **paths}
-                num_calib = ctx.options.get("tflite_num_calib", 200)
-                conv = convert_tflite(ctx.model, ctx.spec, ctx.calib, num_calib=num_calib, **targets)
-                ctx.info["tflite_conversion"] = conv
-            except Exception as err:  # noqa: BLE001 - every TFLite row records it
-                conv = {"error": str(err).splitlines()[0][:300] if str(err) else type(err).__name__}
-            ctx.shared["tflite_conversion"] = conv
-        if "error" in conv:
-            raise ExportError(conv["error"])
-        self.info = {"seconds": conv.get("convert_int8_s" if self.int8 else "convert_float_s")}
-        return ctx.out_dir / self.file_name
-
-    def run_on(self, verification, path, X):
-        if verification.runtime == "tflm":
-            y, arena = run_tflm(path, X)
-            return RunResult(y, arena)
-        return run_litert(path, X)
-
-    def output_step(self, path, ctx):
-        return io_details(path)[1].scale
-
-    def export(self, model, spec, out_dir, calib, **opts):
-        if calib is None:
-            raise ExportError(f"{self.name} needs calibration data (the twin is checked on it"
-                              + ("; int8 uses it as the representative dataset)" if self.int8 else ")"))
-        path = Path(out_dir) / opts.get("file_name", self.file_name)
-        paths = {"float_path": None, "int8_path": None}
-        paths["int8_path" if self.int8 else "float_path"] = path
-        self.info = convert_tflite(model, spec, calib, num_calib=opts.get("num_calib", 200), **paths)
-        self.info["ops"] = tflite_ops(path)
-        self.info["bytes"] = path.stat().st_size
-        return path
-
-    def run(self, path, X):
-        return run_litert(path, X)
-
-
-@EXPORTERS.register("tflite")
-class TFLiteFloatExporter(_TFLiteBase):
-    """Float32 .tflite from the Keras twin; ``run`` uses LiteRT's reference kernels."""
-
-    name = "tflite"
-    suffix = ".tflite"
-    file_name = "model_float.tflite"
-    modalities = ("timeseries", "audio")  # audio: the streaming graph of tinyverse.audio.verify
-
-    def verifications(self):
-        return [Verification("TFLite float (LiteRT)", "litert")]
-
-
-@EXPORTERS.register("tflite_int8")
-class TFLiteInt8Exporter(_TFLiteBase):
-    """Full-integer .tflite (int8 weights, activations, input and output); ``run`` uses LiteRT reference
-    kernels, ``run_tflm`` the TFLite Micro interpreter (what an MCU runs)."""
-
-    name = "tflite_int8"
-    suffix = ".tflite"
-    file_name = "model_int8.tflite"
-    int8 = True
-    kind = "int8"
-    modalities = ("timeseries", "audio")  # audio: the streaming graph of tinyverse.audio.verify
-
-    def verifications(self):
-        # TFLM runs the file LiteRT's reference kernels ran: they must agree to a few output steps
-        return [Verification("TFLite int8 (LiteRT)", "litert"),
-                Verification("TFLite int8 (TFLM)", "tflm", same_as="TFLite int8 (LiteRT)",
-                             same_as_check="vs LiteRT reference kernels")]
-
-    def record(self, ctx, path, rows):
-        ctx.info["tflite_int8_ops"] = tflite_ops(path)
-        ctx.info["tflite_int8_bytes"] = path.stat().st_size
-        arena = next((r.arena_bytes for r in rows if r.arena_bytes), None)
-        if arena is not None:
-            ctx.info["tflm_arena_bytes"] = arena
-
-    def run_tflm(self, path, X, arena_size: int | None = None) -> np.ndarray:
-        y, arena = run_tflm(path, X, arena_size)
-        self.info["tflm_arena_bytes"] = arena
-        return y

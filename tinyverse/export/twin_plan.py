@@ -2,8 +2,8 @@
 
 Every layer type writes its own part of the plan: ``Layer.twin_ops(twin)`` reads its inputs from a
 :class:`TwinBuilder` and emits **primitive twin ops** through it (no list of layer types here). The primitives are
-the fixed vocabulary the Keras worker (``_keras_twin.py``) knows, so a layer registered from an extension file
-exports by composing them — data, not code:
+ops of the fixed vocabulary the TFLite worker (:mod:`tinyverse.export.tflite_worker`) knows, so a layer registered
+from an extension file exports by composing them — data, not code:
 
 =================  ===============================================  =========================================
 builder call       plan op (``kind``)                               TFLite op(s) after conversion

@@ -12,14 +12,13 @@ PARAM_DESCRIPTIONS = {
     "dataset.ny": "output samples per training window (NAM: 8192)",
     "dataset.metadata": ".nam metadata: name, modeled_by, gear_make, gear_model, gear_type, tone_type, "
                         "input_level_dbu, output_level_dbu",
-    "training.model_name": "NAM_WaveNet_nano/feather/lite/standard, NAM_LSTM_*, NAM_Linear, NAM_WaveNet (custom), "
-                           "NAM_A2 (NAM 0.13's default: lite + full in one .nam 0.7 container), NAM_A2_lite/full",
+    "training.model_name": "NAM_WaveNet_nano/feather/lite/standard, NAM_LSTM_*, NAM_Linear, NAM_WaveNet (custom)",
     "training.lr_scheduler": "'exponential' is NAM's schedule (gamma 0.993 per epoch); 'cosine' anneals to 0 over "
                              "the run (steadier last epochs)",
     "compilation.enable": "streaming exports in blocks of 512 samples: ONNX float / int8 (block + receptive-field "
                           "context, or LSTM state in/out), TFLite float / int8 / int16x8, each rendered on the "
                           "validation audio block by block (ESR vs PyTorch and vs target, real-time factor)",
-    "compilation.exporters": "audio: a subset of onnx, onnx_int8, tflite, tflite_int8 (default: all of them plus "
-                             "the int16x8 TFLite)",
+    "compilation.exporters": "audio: registered exporters declaring audio, e.g. a subset of onnx, onnx_int8, tflite, "
+                             "tflite_int8, tflite_int16 (default: all five)",
     "compilation.calibration_samples": "audio: blocks of training audio for int8 calibration (default 64)",
 }

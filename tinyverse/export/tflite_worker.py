@@ -1,0 +1,281 @@
+"""The TFLite conversion worker of both modalities: build the TensorFlow twin of a plan, check it against torch,
+convert it to the .tflite files asked for (float32, full int8, int16 activations with int8 weights).
+
+Run as a script (``python tflite_worker.py JOB_DIR``; :func:`tinyverse.export.tflite_job.run_tflite_job` does) so
+TensorFlow is imported only here and a converter crash cannot take the caller down. It imports nothing from
+tinyverse. JOB_DIR holds ``plan.json`` (``{"inputs": [{"name", "shape"}], "ops": [...], "outputs": [...]}``; shapes
+without the batch axis, NHWC), ``weights.npz`` (``<op name>/<key>``, Keras layout), ``calib.npy`` (representative
+inputs), ``ref_in.npy`` / ``ref_out.npy`` (torch's outputs on them, in the twin's layout) and ``job.json``
+(``{"float": path|null, "int8": path|null, "int16": path|null, "tolerance": float}``); it writes ``result.json``
+(``build_s``, ``twin_max_abs_diff``, ``convert_<mode>_s``, ``errors`` per mode; ``error`` when the twin disagrees
+with torch), rewritten after each mode so a converter that dies mid-way leaves what it wrote.
+
+The op vocabulary (``kind``), implemented once in :func:`apply_op`; each op reads the tensors named in ``src``:
+
+=============  ========================================================  =========================================
+kind           fields (weights)                                          TFLite op(s) after conversion
+=============  ========================================================  =========================================
+``conv``       strides, dilation, padding, pad, activation (w, b?)       [PAD +] CONV_2D (+ fused act)
+``dwconv``     as conv, depth_multiplier (w, b?)                         [PAD +] DEPTHWISE_CONV_2D (+ fused act)
+``dense``      activation (w, b?)                                        FULLY_CONNECTED (+ fused act)
+``maxpool``    pool, strides, padding, pad                               MAX_POOL_2D
+``avgpool``    pool, strides, padding, pad                               [PAD +] AVERAGE_POOL_2D
+``act``        fn: relu, relu6, tanh, sigmoid, linear, hardtanh,         RELU, RELU6, TANH, LOGISTIC, -,
+               fasttanh                                                  RELU_N1_TO_1 / MINIMUM+MAXIMUM, arithmetic
+``affine``     (scale, shift): x * scale + shift per channel             MUL (+ ADD)
+``add``        2+ inputs                                                 ADD
+``mul``        2+ inputs                                                 MUL
+``mean``       2+ inputs (elementwise mean)                              ADD + MUL
+``concat``     axis                                                      CONCATENATION
+``reshape``    shape (without batch)                                     RESHAPE
+``permute``    dims (as Keras' Permute)                                  TRANSPOSE
+``gather``     indices (last axis)                                       GATHER
+``identity``   -                                                         - (folded away)
+``crop``       top: drop the first ``top`` steps of the time axis        STRIDED_SLICE
+``lstm``       units (kernel, recurrent, b); sequences in and out        UNIDIRECTIONAL_SEQUENCE_LSTM
+=============  ========================================================  =========================================
+
+How: a plan without ``lstm`` is traced as one ``tf.function`` with constant weights and converted from its concrete
+function (seconds for a ~200-op WaveNet; the same graph as a Keras model took 30-100 s to convert). A plan with
+``lstm`` is a tf_keras functional model (the other ops become its TFOpLambda layers) converted with
+``from_keras_model``: that is what turns the Keras LSTM into one fused UNIDIRECTIONAL_SEQUENCE_LSTM whose state is a
+variable tensor carried from one invoke to the next. The ops issue the TensorFlow calls tf_keras' layers issue, so
+the converted graphs are the ones a Keras twin gave (see shared/reference/toolchain.md).
+"""
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+MODES = ("float", "int8", "int16")
+ACTIVATIONS = ("relu", "relu6", "tanh", "sigmoid", "linear", "hardtanh", "fasttanh")
+
+
+def activation(fn: str | None) -> Callable[[Any], Any]:
+    """The TensorFlow function of an activation name (None and "linear": the identity)."""
+    import tensorflow as tf
+
+    if fn in (None, "linear"):
+        return lambda t: t
+    if fn == "relu":
+        return tf.nn.relu
+    if fn == "relu6":
+        return tf.nn.relu6
+    if fn == "tanh":
+        return tf.tanh
+    if fn == "sigmoid":
+        return tf.sigmoid
+    if fn == "hardtanh":
+        return lambda t: tf.clip_by_value(t, -1.0, 1.0)
+    if fn == "fasttanh":  # NeuralAmpModelerCore's rational approximation (tinyverse.audio.nam.fast_tanh)
+        def fast(t):
+            ax, x2 = tf.abs(t), t * t
+            num = t * (2.45550750702956 + 2.45550750702956 * ax + (0.893229853513558 + 0.821226666969744 * ax) * x2)
+            den = 2.44506634652299 + (2.44506634652299 + x2) * tf.abs(t + 0.814642734961073 * t * ax)
+            return num / den
+        return fast
+    raise ValueError(f"unknown activation {fn!r} (known: {', '.join(ACTIVATIONS)})")
+
+
+def _padded(tf, x, op: dict):
+    """The explicit zero padding of a conv or pool whose torch padding no Keras mode reproduces."""
+    pad = op.get("pad")
+    return tf.pad(x, [[0, 0], list(pad[0]), list(pad[1]), [0, 0]]) if pad else x
+
+
+def _biased(tf, y, op: dict, w: Callable[[str], Any]):
+    b = w("b", optional=True)
+    y = tf.nn.bias_add(y, b) if b is not None else y
+    return activation(op.get("activation"))(y)
+
+
+def apply_op(op: dict, xs: list, w: Callable[..., Any]):
+    """One plan op on its input tensors ``xs``; ``w(key)`` gives the op's weight ``key`` as a constant."""
+    import tensorflow as tf
+
+    kind, x = op["kind"], xs[0]
+    if kind == "conv":
+        y = tf.nn.conv2d(_padded(tf, x, op), w("w"), strides=list(op["strides"]), padding=op["padding"].upper(),
+                         dilations=list(op["dilation"]))
+        return _biased(tf, y, op, w)
+    if kind == "dwconv":
+        y = tf.nn.depthwise_conv2d(_padded(tf, x, op), w("w"), strides=[1, *op["strides"], 1],
+                                   padding=op["padding"].upper(), dilations=list(op["dilation"]))
+        return _biased(tf, y, op, w)
+    if kind == "dense":
+        kernel = w("w")
+        if len(x.shape) == 2:
+            y = tf.matmul(x, kernel)
+        else:  # a sequence (an LSTM's outputs): the last axis, as Keras' Dense does
+            y = tf.tensordot(x, kernel, [[len(x.shape) - 1], [0]])
+        return _biased(tf, y, op, w)
+    if kind in ("maxpool", "avgpool"):
+        pool = tf.nn.max_pool2d if kind == "maxpool" else tf.nn.avg_pool2d
+        return pool(_padded(tf, x, op), ksize=[1, *op["pool"], 1], strides=[1, *op["strides"], 1],
+                    padding=op["padding"].upper())
+    if kind == "act":
+        return activation(op["fn"])(x)
+    if kind == "affine":
+        return x * w("scale") + w("shift")
+    if kind in ("add", "mul", "mean"):
+        y = xs[0]
+        for t in xs[1:]:
+            y = tf.multiply(y, t) if kind == "mul" else tf.add(y, t)
+        return y / len(xs) if kind == "mean" else y
+    if kind == "concat":
+        return tf.concat(xs, axis=op["axis"])
+    if kind == "reshape":
+        return tf.reshape(x, (tf.shape(x)[0], *op["shape"]))
+    if kind == "permute":
+        return tf.transpose(x, perm=(0, *op["dims"]))
+    if kind == "gather":
+        return tf.gather(x, tf.constant(op["indices"], dtype=tf.int32), axis=-1)
+    if kind == "identity":
+        return x
+    if kind == "crop":
+        return x[:, op["top"]:]
+    raise ValueError(f"unknown twin op kind {kind!r} ({op['name']})")
+
+
+def build(plan: dict, weights: dict[str, np.ndarray]):
+    """``(call, make_converter)``: ``call(x)`` runs the twin on one ``(1, *shape)`` input, ``make_converter()`` gives a
+    fresh ``TFLiteConverter`` for it."""
+    import tensorflow as tf
+
+    if len(plan["inputs"]) != 1 or len(plan["outputs"]) != 1:
+        raise ValueError(f"the worker converts one input and one output, the plan has {len(plan['inputs'])} and "
+                         f"{len(plan['outputs'])}")
+    inp = plan["inputs"][0]
+    # created once, before tracing (captured constants): the graph's node order, hence the .tflite's op order and
+    # TFLM's memory plan, is the order of the ops alone
+    consts = {key: tf.constant(value) for key, value in weights.items()}
+
+    def weight(op: dict) -> Callable[..., Any]:
+        def w(key: str, optional: bool = False):
+            full = f"{op['name']}/{key}"
+            if full not in consts and not optional:
+                raise ValueError(f"twin op {op['name']!r} has no weight {key!r}")
+            return consts.get(full)
+        return w
+
+    if any(op["kind"] == "lstm" for op in plan["ops"]):
+        import tf_keras as keras
+
+        def graph(x):
+            tensors = {inp["name"]: x}
+            for op in plan["ops"]:
+                xs = [tensors[s] for s in op["src"]]
+                if op["kind"] == "lstm":
+                    layer = keras.layers.LSTM(op["units"], return_sequences=True, name=op["name"])
+                    tensors[op["name"]] = layer(xs[0])
+                    layer.set_weights([weights[f"{op['name']}/{k}"] for k in ("kernel", "recurrent", "b")])
+                else:
+                    tensors[op["name"]] = apply_op(op, xs, weight(op))
+            return tensors[plan["outputs"][0]]
+
+        x = keras.Input(shape=tuple(inp["shape"]), batch_size=1, name=inp["name"])
+        model = keras.Model(x, graph(x))
+        return (lambda t: model(t, training=False)), (lambda: tf.lite.TFLiteConverter.from_keras_model(model))
+
+    def graph(x):
+        tensors = {inp["name"]: x}
+        for op in plan["ops"]:
+            tensors[op["name"]] = apply_op(op, [tensors[s] for s in op["src"]], weight(op))
+        return tensors[plan["outputs"][0]]
+
+    fn = tf.function(graph, input_signature=[tf.TensorSpec([1, *inp["shape"]], tf.float32, name=inp["name"])])
+    concrete = fn.get_concrete_function()
+    owner = tf.Module()  # as the trackable object, it gives the file a "serving_default" signature (as Keras did)
+    owner.fn = fn
+    return fn, (lambda: tf.lite.TFLiteConverter.from_concrete_functions([concrete], owner))
+
+
+def configure(converter, mode: str, calib: np.ndarray | None) -> None:
+    """The converter settings of each mode: float32 as is; "int8" full integer (int8 weights, activations, input
+    and output; per-channel conv weights); "int16" int16 activations with int8 weights ("16x8", int16 input and
+    output). Both quantized modes calibrate on ``calib``, one sample per step."""
+    import tensorflow as tf
+
+    if mode == "float":
+        return
+    if mode not in MODES:
+        raise ValueError(f"unknown conversion mode {mode!r} (known: {', '.join(MODES)})")
+
+    def representative():
+        for i in range(calib.shape[0]):
+            yield [calib[i:i + 1].astype(np.float32)]
+
+    converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    converter.representative_dataset = representative
+    if mode == "int8":
+        converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+        converter.inference_input_type = tf.int8
+        converter.inference_output_type = tf.int8
+    else:
+        ops = tf.lite.OpsSet.EXPERIMENTAL_TFLITE_BUILTINS_ACTIVATIONS_INT16_WEIGHTS_INT8
+        converter.target_spec.supported_ops = [ops]
+        converter.inference_input_type = tf.int16
+        converter.inference_output_type = tf.int16
+
+
+def _one_line(err: BaseException) -> str:
+    text = str(err).strip().splitlines()
+    return f"{type(err).__name__}: {text[-1] if text else ''}".rstrip(": ")
+
+
+def main(job_dir: str) -> int:
+    # before TensorFlow loads (only functions import it): quiet logs, and tf_keras as Keras (its LSTM fuses)
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
+    job_path = Path(job_dir)
+    job = json.loads((job_path / "job.json").read_text())
+    plan = json.loads((job_path / "plan.json").read_text())
+    weights = dict(np.load(job_path / "weights.npz"))
+    result: dict[str, Any] = {}
+
+    def write() -> None:
+        (job_path / "result.json").write_text(json.dumps(result))
+
+    t0 = time.perf_counter()
+    call, make_converter = build(plan, weights)
+    result["build_s"] = time.perf_counter() - t0
+    ref_in, ref_out = np.load(job_path / "ref_in.npy"), np.load(job_path / "ref_out.npy")
+    twin = np.concatenate([np.asarray(call(ref_in[i:i + 1])) for i in range(ref_in.shape[0])])
+    if twin.size != ref_out.size:
+        result["error"] = (f"the twin's outputs have shape {list(twin.shape)}, torch's {list(ref_out.shape)}: "
+                           f"a layer was translated wrongly")
+        write()
+        return 2
+    diff = float(np.max(np.abs(twin.reshape(ref_out.shape) - ref_out)))
+    result["twin_max_abs_diff"] = diff
+    if diff > job["tolerance"] * max(1.0, float(np.max(np.abs(ref_out)))):
+        result["error"] = (f"the TensorFlow twin disagrees with torch: max abs diff {diff:.3g} > tolerance "
+                           f"{job['tolerance']:.1g}; a layer was translated wrongly")
+        write()
+        return 2
+    calib = np.load(job_path / "calib.npy")
+    result["errors"] = {}
+    for mode in MODES:
+        if not job.get(mode):
+            continue
+        t0 = time.perf_counter()
+        try:
+            converter = make_converter()
+            configure(converter, mode, calib)
+            Path(job[mode]).write_bytes(converter.convert())
+            result[f"convert_{mode}_s"] = time.perf_counter() - t0
+        except Exception as err:  # noqa: BLE001 - one mode that fails to convert does not lose the others
+            result["errors"][mode] = _one_line(err)
+        write()
+    write()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1]))
