@@ -470,6 +470,14 @@ def test_cli_combine_render_and_check_the_fixture_rig(tmp_path: Path, capsys) ->
     assert float(np.abs(y - wav("rig_sequential__input_guitar")[:n]).max()) <= TOL
 
 
+def test_cli_check_sees_the_whole_chain(capsys) -> None:
+    # the amp fits the Pocket Master's budget; amp + cab (15,369 MACs/sample) does not
+    rc, out, err = cli(capsys, "check", FIX / "rig_sequential.nam", "--device", "pocket-master")
+    assert rc == 1 and "15,369" in out and "FIR" in out and "WAVENET" in out and "MACs/sample: 15,369 over" in out
+    rc, out, _ = cli(capsys, "check", AMP, "--device", "pocket-master")
+    assert rc == 0, out
+
+
 def test_cli_combine_dag(files: Path, capsys) -> None:
     rc, out, err = cli(capsys, "combine", "--dag", write_graph(files, GRAPH), "-o", files / "rig.nam")
     assert rc == 0, err

@@ -819,6 +819,9 @@ class NAMLinear(NAMModel):
         x = _as_batch(x)
         if pad_start:
             x = F.pad(x, (self._receptive_field - 1, 0))
+        if self._receptive_field > FFT_TAPS:  # a cabinet IR: conv1d would unfold L × taps values (31 GB for 40 s)
+            y = fft_valid_conv(x[:, 0, :], self.conv.weight[0, 0])
+            return y + self.conv.bias if self.conv.bias is not None else y
         return self.conv(x)[:, 0, :]
 
     def _macs_per_sample(self) -> int:
@@ -833,6 +836,18 @@ class NAMLinear(NAMModel):
         bias = _np(self.conv.bias) if self.conv.bias is not None else None
         p.output = p.conv("fir", "x", _np(self.conv.weight), bias)
         return p
+
+
+FFT_TAPS = 256  # above this many taps an FIR is computed by FFT (O(L log L) time, O(L) memory)
+
+
+def fft_valid_conv(x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+    """What ``F.conv1d`` computes in valid mode for one channel (``w``'s last tap on the newest sample), by FFT:
+    (N, L) → (N, L − K + 1)."""
+    k, length = w.shape[-1], x.shape[-1]
+    n = 1 << (length + k - 2).bit_length()  # >= L + K − 1: a linear, not circular, convolution
+    full = torch.fft.irfft(torch.fft.rfft(x, n) * torch.fft.rfft(w.flip(-1).to(x.dtype), n), n)
+    return full[..., k - 1:length]
 
 
 # ----------------------------------------------------------------------------------------------- render
