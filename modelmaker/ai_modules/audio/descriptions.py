@@ -12,7 +12,8 @@ PARAM_DESCRIPTIONS = {
     "dataset.ny": "output samples per training window (NAM: 8192)",
     "dataset.metadata": ".nam metadata: name, modeled_by, gear_make, gear_model, gear_type, tone_type, "
                         "input_level_dbu, output_level_dbu",
-    "training.model_name": "NAM_WaveNet_nano/feather/lite/standard, NAM_LSTM_*, NAM_Linear, NAM_WaveNet (custom)",
+    "training.model_name": "NAM_WaveNet_nano/feather/lite/standard, NAM_LSTM_*, NAM_Linear, NAM_WaveNet (custom), "
+                           "NAM_A2 (NAM 0.13's default: lite + full in one .nam 0.7 container), NAM_A2_lite/full",
     "training.lr_scheduler": "'exponential' is NAM's schedule (gamma 0.993 per epoch); 'cosine' anneals to 0 over "
                              "the run (steadier last epochs)",
     "compilation.enable": "streaming exports in blocks of 512 samples: ONNX float / int8 (block + receptive-field "

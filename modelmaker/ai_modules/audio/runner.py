@@ -101,6 +101,12 @@ class AudioModule(AIModule):
         else:
             model, args = self.build_model(cfg)
             prep = Prepared(model=model, model_args=args, model_name=t.model_name)
+        # An export the model cannot have (model contract: unavailable_exports) asked for by name: say so now.
+        missing = getattr(prep.model, "unavailable_exports", dict)()
+        asked = [e for e in (comp.exporters or []) if e in missing] if comp.enable else []
+        if asked:
+            raise ModelFileError(f"compilation.exporters: {asked[0]} is not available for {prep.model_name}: "
+                                 f"{missing[asked[0]]}; remove it (the default exporters leave it out)")
         prep.device_report = precheck_device(prep.model, cfg.common.target_device, comp.strict,
                                              prep.model_name or "model", sample_rate=data.sample_rate)
         return prep
@@ -181,6 +187,7 @@ class AudioModule(AIModule):
         from tinyverse.audio.nam import load_nam, model_from_nam, save_nam
         from tinyverse.audio.plots import plot_spectra, plot_waveforms
         from tinyverse.audio.stream import StreamProcessor, process_file
+        from tinyverse.audio.training import output_esrs
 
         cfg, run_dir, data, model, summary = ctx.cfg, ctx.run_dir, ctx.data, ctx.model, ctx.summary
         rf, sr, model_name = ctx.extra["rf"], data.sample_rate, ctx.extra["model_name"]
@@ -196,6 +203,10 @@ class AudioModule(AIModule):
         verdict = esr_verdict(val_esr)
         summary["validation"] = {"esr": val_esr, "verdict": verdict, "seconds": round(len(target) / sr, 2)}
         log.info("validation ESR %.4f — %s", val_esr, verdict)
+        submodels = output_esrs(model, Xv, target)  # a container: every submodel's (the ESR above is the full one's)
+        if submodels:
+            summary["validation"]["submodels"] = submodels
+            log.info("validation ESR per submodel: %s", ", ".join(f"{k} {v:.4f}" for k, v in submodels.items()))
 
         meta = {"validation_esr": val_esr, "latency": data.latency.to_dict(), **data.metadata}
         meta.setdefault("name", cfg.common.run_name if "{" not in cfg.common.run_name else run_dir.name)
@@ -250,10 +261,17 @@ class AudioModule(AIModule):
         """Streaming exports (ONNX float/int8, TFLite float/int8/int16x8) and their verification table: each
         artifact renders the validation audio block by block; ESR vs PyTorch and vs the target, real-time
         factor. A failed artifact records its error in its row; the others go on."""
-        from tinyverse.audio.verify import DEFAULT_EXPORTERS, export_and_verify, format_table
+        from tinyverse.audio.verify import DEFAULT_EXPORTERS, RUNTIMES, export_and_verify, format_table, stream_rows
 
         comp = cfg.compilation
         exporters = list(DEFAULT_EXPORTERS if comp.exporters is None else comp.exporters)  # EXPORTERS names
+        # The default set leaves out the exports the model cannot have (e.g. no TFLite twin): rows saying why.
+        missing = getattr(model, "unavailable_exports", dict)() if comp.exporters is None else {}
+        skipped = [(v, missing[e]) for e, v in stream_rows(exporters) if e in missing]
+        not_available = {v.label: why for v, why in skipped}
+        exporters = [e for e in exporters if e not in missing]
+        for a, why in not_available.items():
+            log.info("%-24s n/a   %s", a, why)
         num_calib = comp.calibration_samples if "calibration_samples" in comp.model_fields_set else 64
         t0, t1 = data.layout.train
         log.info("compiling: streaming exports %s, blocks of %d, int8 calibration on %d blocks of training audio",
@@ -271,7 +289,8 @@ class AudioModule(AIModule):
 
         result = export_and_verify(model, run_dir, Xv[0], target, data.x[t0:t1], data.sample_rate, AUDIO_BLOCK,
                                    exporters, num_calib=num_calib, on_row=on_row, tolerances=comp.tolerances)
-        table = format_table(result)
+        table = format_table(result) + "".join(
+            f"\n| {v.label} | {RUNTIMES[v.runtime]} | not available | – | – | – | – | – | {why} | |" for v, why in skipped)
         blocks = dict(getattr(self, "report_blocks", None) or {})
         blocks["Verification"] = (f"Streaming exports, validation audio ({result['validation_seconds']} s) rendered in "
                                   f"blocks of {AUDIO_BLOCK} samples (see compile_report.md).\n\n" + table)
@@ -285,6 +304,8 @@ class AudioModule(AIModule):
         write_json(run_dir / "compile_report.json", result)
         out = {"block_size": AUDIO_BLOCK, "rows": result["rows"], "exports": result["exports"],
                "report": "compile_report.md"}
+        if not_available:
+            out["not_available"] = not_available
         # kept for readers of earlier summaries: the float ONNX row
         onnx = next((r for r in result["rows"] if r["artifact"] == "ONNX float"), None)
         if onnx is not None:
