@@ -486,3 +486,27 @@ def test_builtin_modalities_implement_the_stage_contract():
         assert issubclass(cls, AIModule) and cls.run is AIModule.run, name
         for stage in ("load_data", "prepare", "describe", "train", "test", "compile"):
             assert getattr(cls, stage) is not getattr(AIModule, stage), (name, stage)
+
+
+def test_a_builtin_registration_does_not_import_the_other_builtins():
+    """Registries import their built-in modules by name (edges the AST graph cannot see). A tinyverse module
+    registering at import must not trigger that import from inside its own (one built-in may import it back
+    half-initialised); a user's registration still does, so a clash with a built-in is reported at once."""
+    import subprocess
+    import sys
+
+    from tinyverse.registry import Registry, RegistryError
+
+    reg = Registry("thing", builtins=["tinyverse.no_such_module"])
+    assert reg.register("ours", Registry) is Registry  # a tinyverse object: no builtin import (none exists)
+    with pytest.raises(ModuleNotFoundError):
+        reg.register("user_thing", np.ndarray)  # a user's registration loads the built-ins first
+    user = Registry("thing", builtins=["tinyverse.audio.metrics"])
+    user.register("dup", Registry)
+    with pytest.raises(RegistryError, match="already registered"):
+        user.register("dup", np.ndarray)
+    # the regression: the amp task's module imported first, before any lookup
+    proc = subprocess.run([sys.executable, "-c", "import tinyverse.audio.training\n"
+                           "from tinyverse.registry import TASKS\nassert 'knob_modelling' in TASKS.names()"],
+                          capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-2000:]

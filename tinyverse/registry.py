@@ -100,18 +100,27 @@ class Registry:
     def _add(self, name: str, obj: Any, overwrite: bool, metadata: dict) -> Any:
         if not isinstance(name, str) or not name:
             raise RegistryError(f"{self.kind} names must be non-empty strings, got {name!r}")
-        self.load_builtins()
+        source, module, location = _source_of(obj)
+        # A user's registration loads the built-ins first, so a clash with one is reported now. Ours does not: a
+        # tinyverse module imported on its own would import the built-ins from inside its own import, and one of
+        # them may import it back half-initialised. Clashes among built-ins raise when a lookup loads them.
+        if source != "builtin":
+            self.load_builtins()
         if name in self._entries and not overwrite:
             old = self._entries[name]
             raise RegistryError(
                 f"{self.kind} '{name}' is already registered (from {old.source}, {old.location}); "
                 f"pick another name or pass overwrite=True")
-        source, module, location = _source_of(obj)
         self._entries[name] = Entry(name, obj, source, module, location, dict(metadata))
         return obj
 
     def unregister(self, name: str) -> None:
         self._entries.pop(name, None)
+
+    @property
+    def builtin_modules(self) -> tuple[str, ...]:
+        """The modules imported on first lookup (each registers its built-ins)."""
+        return tuple(self._builtin_modules)
 
     # -- lookup -----------------------------------------------------------------------------------------
     def load_builtins(self) -> None:
