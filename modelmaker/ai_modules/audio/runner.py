@@ -112,18 +112,16 @@ class AudioModule(AIModule):
         return prep
 
     # -- the stages (modelmaker.ai_modules.base.AIModule.run calls them in order) ----------------------------------
+    def auto_threads(self, cores: int) -> int | None:
+        """NAM's models are small-channel convs / LSTMs: memory-bound, so threads beyond a few add contention.
+        On a 2-core machine one thread (measured 1.85 s vs 8-12 s per nano batch under load; NAM's trainer took
+        194 s per epoch with its default threads against 31 s with one); elsewhere half the cores, at most 4."""
+        return 1 if cores <= 2 else min(4, cores // 2)
+
     def describe(self, ctx: RunContext) -> None:
-        import os
-
-        import torch
-
         from tinyverse.devices import model_cost
 
         cfg, data, prepared, model = ctx.cfg, ctx.data, ctx.prepared, ctx.model
-        if cfg.training.accelerator in ("cpu", "auto") and (os.cpu_count() or 1) <= 2 and not torch.cuda.is_available():
-            # Small-channel convs are memory-bound: on a 2-core CPU a second thread mostly adds contention
-            # (measured 1.85 s vs 8-12 s per nano batch under load).
-            torch.set_num_threads(1)
         write_json(ctx.run_dir / "dataset.json", {"summary": data.summary(), "layout": data.layout.__dict__,
                                                   "latency": data.latency.to_dict()})
         model_name = cfg.training.model_name or prepared.model_name
