@@ -145,6 +145,7 @@ def test_tflite_int16_is_written_by_the_same_job_and_passes_in_litert_and_tflm(t
     one conversion job that writes the float and int8 files, verified on LiteRT's reference kernels and in TFLM."""
     from modelmaker.config import config_from_dict
     from tinyverse.export import io_details
+    from tinyverse.export.tflite import litert_interpreter
 
     model = _tiny_model()
     rs = np.random.RandomState(0)
@@ -166,6 +167,8 @@ def test_tflite_int16_is_written_by_the_same_job_and_passes_in_litert_and_tflm(t
     assert (qin.dtype, qout.dtype) == ("int16", "int16")
     # 16-bit activations: an output step hundreds of times finer than the int8 file's (its weights are int8 too)
     assert qout.scale < io_details(tmp_path / "model_int8.tflite")[1].scale / 100
+    for name in ("model_float.tflite", "model_int8.tflite", "model_int16.tflite"):  # as the Keras twin's files
+        assert list(litert_interpreter(tmp_path / name).get_signature_list()) == ["serving_default"], name
     conversion = report.info["tflite_conversion"]  # one job wrote all three files
     assert {"convert_float_s", "convert_int8_s", "convert_int16_s"} <= set(conversion) and not conversion["errors"]
     cfg = config_from_dict({"dataset": {"ucr_name": "GunPoint"}, "training": {"model_name": "CLS_1k_NPU"},

@@ -53,14 +53,15 @@ def spec_twin_job(model: nn.Module, spec: ModelSpec | None, calib: np.ndarray, n
                   num_check: int = 16) -> TwinJob:
     """The conversion job of a spec model: its twin plan (each layer's ``twin_ops``), ``num_calib`` samples of
     ``calib`` (torch layout, from the training split) as the representative dataset and torch's outputs on the first
-    ``num_check`` of them for the twin check, all moved to the twin's NHWC layout."""
+    ``num_check`` of them for the twin check, all moved to the twin's NHWC layout. The files keep the
+    "serving_default" signature the Keras twin gave them (LiteRT's signature runner)."""
     spec = _require_spec(model, spec)
     calib = np.asarray(calib, dtype=np.float32)
     plan = build_plan(model, spec)
     model.eval()
     ref_in = calib[:num_check]
     return TwinJob(plan.to_json(), plan.weights, nchw_to_nhwc(calib[:num_calib]), nchw_to_nhwc(ref_in),
-                   nchw_to_nhwc(torch_outputs(model, ref_in)))
+                   nchw_to_nhwc(torch_outputs(model, ref_in)), signature=True)
 
 
 def convert_tflite(model: nn.Module, spec: ModelSpec | None, calib: np.ndarray, float_path: str | Path | None,

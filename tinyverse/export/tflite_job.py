@@ -35,13 +35,14 @@ CONVERT_TIMEOUT_S = 900
 class TwinJob:
     """What the worker needs: the plan (``{"inputs", "ops", "outputs"}``, JSON), its weights (``<op>/<key>``, Keras
     layout), representative inputs for the quantized modes, and torch's outputs ``ref_out`` on ``ref_in`` — all in
-    the twin's layout, with the batch axis first."""
+    the twin's layout, with the batch axis first. ``signature``: give the files a "serving_default" signature."""
 
     plan: dict[str, Any]
     weights: dict[str, np.ndarray]
     calib: np.ndarray
     ref_in: np.ndarray
     ref_out: np.ndarray
+    signature: bool = False
 
 
 def run_tflite_job(job: TwinJob, paths: Mapping[str, str | Path | None], *, tolerance: float = TWIN_TOLERANCE,
@@ -65,7 +66,8 @@ def run_tflite_job(job: TwinJob, paths: Mapping[str, str | Path | None], *, tole
         np.save(folder / "calib.npy", np.asarray(job.calib, np.float32))
         np.save(folder / "ref_in.npy", np.asarray(job.ref_in, np.float32))
         np.save(folder / "ref_out.npy", np.asarray(job.ref_out, np.float32))
-        (folder / "job.json").write_text(json.dumps({**{m: wanted.get(m) for m in MODES}, "tolerance": tolerance}))
+        (folder / "job.json").write_text(json.dumps({**{m: wanted.get(m) for m in MODES}, "tolerance": tolerance,
+                                                       "signature": job.signature}))
         env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "TF_USE_LEGACY_KERAS": "1", "CUDA_VISIBLE_DEVICES": ""}
         t0 = time.perf_counter()
         try:

@@ -40,7 +40,8 @@ def streaming_twin_job(model: nn.Module, calib_signal: np.ndarray, block_size: i
                        num_check: int = 4) -> tuple[TwinJob, Any]:
     """The conversion job of a streaming model at ``block_size`` (and its twin plan): ``num_calib`` model inputs cut
     from ``calib_signal`` (the training signal) as the representative dataset, and what the twin must compute on the
-    first ``num_check`` of them (``model.twin_reference``)."""
+    first ``num_check`` of them (``model.twin_reference``). No signature: a stream processor invokes the interpreter
+    itself, and converting through a SavedModel would cost seconds per file on a 200-op WaveNet."""
     streaming_twin = getattr(model, "streaming_twin", None)
     if streaming_twin is None:
         raise ExportError(f"no streaming TFLite twin for {type(model).__name__} (it does not implement "

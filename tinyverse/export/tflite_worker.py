@@ -6,7 +6,8 @@ TensorFlow is imported only here and a converter crash cannot take the caller do
 tinyverse. JOB_DIR holds ``plan.json`` (``{"inputs": [{"name", "shape"}], "ops": [...], "outputs": [...]}``; shapes
 without the batch axis, NHWC), ``weights.npz`` (``<op name>/<key>``, Keras layout), ``calib.npy`` (representative
 inputs), ``ref_in.npy`` / ``ref_out.npy`` (torch's outputs on them, in the twin's layout) and ``job.json``
-(``{"float": path|null, "int8": path|null, "int16": path|null, "tolerance": float}``); it writes ``result.json``
+(``{"float": path|null, "int8": path|null, "int16": path|null, "tolerance": float, "signature": bool}``); it writes
+``result.json``
 (``build_s``, ``twin_max_abs_diff``, ``convert_<mode>_s``, ``errors`` per mode; ``error`` when the twin disagrees
 with torch), rewritten after each mode so a converter that dies mid-way leaves what it wrote.
 
@@ -143,9 +144,11 @@ def apply_op(op: dict, xs: list, w: Callable[..., Any]):
     raise ValueError(f"unknown twin op kind {kind!r} ({op['name']})")
 
 
-def build(plan: dict, weights: dict[str, np.ndarray]):
+def build(plan: dict, weights: dict[str, np.ndarray], signature: bool = False):
     """``(call, make_converter)``: ``call(x)`` runs the twin on one ``(1, *shape)`` input, ``make_converter()`` gives a
-    fresh ``TFLiteConverter`` for it."""
+    fresh ``TFLiteConverter`` for it. ``signature``: the file gets a "serving_default" signature (LiteRT's signature
+    runner; the converter then goes through a SavedModel, ~1-2 s more per file on a 200-op graph); a plan with an
+    LSTM always has one."""
     import tensorflow as tf
 
     if len(plan["inputs"]) != 1 or len(plan["outputs"]) != 1:
@@ -191,8 +194,10 @@ def build(plan: dict, weights: dict[str, np.ndarray]):
 
     fn = tf.function(graph, input_signature=[tf.TensorSpec([1, *inp["shape"]], tf.float32, name=inp["name"])])
     concrete = fn.get_concrete_function()
-    owner = tf.Module()  # as the trackable object, it gives the file a "serving_default" signature (as Keras did)
-    owner.fn = fn
+    owner = fn
+    if signature:  # a tf.Module as the trackable object gives the file its "serving_default" signature
+        owner = tf.Module()
+        owner.fn = fn
     return fn, (lambda: tf.lite.TFLiteConverter.from_concrete_functions([concrete], owner))
 
 
@@ -243,7 +248,7 @@ def main(job_dir: str) -> int:
         (job_path / "result.json").write_text(json.dumps(result))
 
     t0 = time.perf_counter()
-    call, make_converter = build(plan, weights)
+    call, make_converter = build(plan, weights, bool(job.get("signature")))
     result["build_s"] = time.perf_counter() - t0
     ref_in, ref_out = np.load(job_path / "ref_in.npy"), np.load(job_path / "ref_out.npy")
     twin = np.concatenate([np.asarray(call(ref_in[i:i + 1])) for i in range(ref_in.shape[0])])
