@@ -7,8 +7,8 @@ fills a verification table (PyTorch float, ONNX float, ONNX int8, TFLite float a
 kernels, TFLite int8 in TFLM, the C array parsed back and run in TFLM, and the rows of any registered exporter).
 No exporter name appears in this module: a registered exporter runs exactly like a built-in. An exporter that
 fails is recorded in its rows and the others go on. The per-exporter loop is the one both modalities share
-(:func:`tinyverse.export.pipeline.export_each`); the whole-input rows are run and judged here. ``check_model`` and ``fitting_models`` answer the CLI's
-device questions from specs only.
+(:func:`tinyverse.export.pipeline.export_each`); the whole-input rows are run and judged here. ``check_model`` and
+``fitting_models`` answer the CLI's device questions from specs only.
 """
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""TFLite exporters: float32 (``tflite``), full int8 (``tflite_int8``) and int16x8 (``tflite_int16``), in both modalities.
+"""TFLite exporters: float32 (``tflite``), full int8 (``tflite_int8``), int16x8 (``tflite_int16``), both modalities.
 
 Within a compile, one conversion job (:mod:`tinyverse.export.tflite_job`) writes every TFLite file the compile plans:
 one twin build, one TensorFlow start. The model says what is converted (:func:`tinyverse.export.base.streams`):

@@ -288,7 +288,8 @@ class AudioModule(AIModule):
         result = export_and_verify(model, run_dir, Xv[0], target, data.x[t0:t1], data.sample_rate, AUDIO_BLOCK,
                                    exporters, num_calib=num_calib, on_row=on_row, tolerances=comp.tolerances)
         table = format_table(result) + "".join(
-            f"\n| {v.label} | {RUNTIMES[v.runtime]} | not available | – | – | – | – | – | {why} | |" for v, why in skipped)
+            f"\n| {v.label} | {RUNTIMES[v.runtime]} | not available | – | – | – | – | – | {why} | |"
+            for v, why in skipped)
         blocks = dict(getattr(self, "report_blocks", None) or {})
         blocks["Verification"] = (f"Streaming exports, validation audio ({result['validation_seconds']} s) rendered in "
                                   f"blocks of {AUDIO_BLOCK} samples (see compile_report.md).\n\n" + table)
