@@ -177,6 +177,17 @@ def test_sequential_cost_adds_up_and_nests() -> None:
     assert m(torch.zeros(1, 5000, dtype=torch.float64)).shape[-1] == 5000 - 4097 + 1
 
 
+def test_composed_models_say_they_have_no_streaming_export_yet() -> None:
+    from tinyverse.audio.twin import AudioExportError
+
+    for model in (NAMSequential([nano(0), fir([1.0, 0.5])]), two_cab_dag("sum")):
+        missing = model.unavailable_exports()
+        assert set(missing) == {"onnx", "onnx_int8", "tflite", "tflite_int8", "tflite_int16"}
+        assert all("pre-warms on its own silence" in why for why in missing.values())
+        with pytest.raises(AudioExportError, match="play the .nam file"):
+            model.streaming_module()
+
+
 def test_nested_sequential_round_trips_through_a_file(tmp_path: Path) -> None:
     seq = NAMSequential([NAMSequential([nano(1), fir([1.0, -0.5])]), fir([0.3, 0.2, 0.1])])
     back = model_from_nam(save_nam(seq, tmp_path / "nested.nam"))

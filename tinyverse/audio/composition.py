@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import soundfile as sf
 import yaml
 from torch import nn
 
@@ -147,8 +148,6 @@ def _chain_rate(stages: Sequence[_Stage], requested: int | None, where: str) -> 
         return int(requested)
     for s in stages:
         if s.kind == "ir":
-            import soundfile as sf
-
             try:
                 return int(sf.info(str(s.path)).samplerate)
             except (RuntimeError, OSError, TypeError):
@@ -165,8 +164,6 @@ def _load_irs(stages: Sequence[_Stage], rate: int, strict: bool, notes: list[str
         except IRError as e:
             raise CompositionError(str(e)) from None
         s.metadata = {"name": s.path.stem}  # type: ignore[union-attr]
-        import soundfile as sf
-
         own = int(sf.info(str(s.path)).samplerate)
         if own != rate:
             notes.append(f"{s.label}: impulse response resampled from {own} Hz to {rate} Hz")

@@ -103,11 +103,15 @@ def _capture(chain: nn.Module, sample_rate: int, seconds: float, seed: int):
 
 
 def distil(chain: nn.Module, student: nn.Module, *, sample_rate: int = 48_000, seconds: float = 40.0,
-           epochs: int = 20, batch_size: int = 16, ny: int = 8192, seed: int = 0, accelerator: str = "cpu",
+           epochs: int = 10, batch_size: int = 4, ny: int = 4096, learning_rate: float = 0.004, seed: int = 0,
+           accelerator: str = "cpu",
            work_dir: str | Path | None = None, progress_bar: bool = False) -> Flattened:
     """Train ``student`` (a plain streaming NAM model, e.g. ``create_model("NAM_WaveNet_feather")``) to compute what
     ``chain`` computes on ``seconds`` of standard-style input; the checkpoint with the lowest validation ESR is kept.
-    ``work_dir`` holds the checkpoints (a temporary folder by default)."""
+    ``work_dir`` holds the checkpoints (a temporary folder by default). Small batches of short windows by default
+    (NAM trains 100 epochs of 16 × 8,192 samples): a short run on a CPU gains more from many updates than from
+    large ones (A1 standard + 2,048-tap cab into feather, 40 s, 10 epochs: ESR 0.27 with batches of 4 × 4,096
+    samples, 0.56 with 16 × 8,192)."""
     from tinyverse.registry import TASKS
     from tinyverse.training import TrainConfig, fit, load_task_weights
 
@@ -118,7 +122,7 @@ def distil(chain: nn.Module, student: nn.Module, *, sample_rate: int = 48_000, s
     rf = int(student.receptive_field)
     X, Y = data.windows(rf, ny=ny)
     Xv, Yv = data.validation(rf)
-    task = TASKS.get("amp_modelling")(model=student, epochs=epochs)
+    task = TASKS.get("amp_modelling")(model=student, epochs=epochs, learning_rate=learning_rate)
     cfg = TrainConfig(epochs=epochs, batch_size=batch_size, seed=seed, accelerator=accelerator, devices=1,
                       early_stopping_patience=None, monitor="val_esr", monitor_mode="min", progress_bar=progress_bar)
     log.info("distilling into %s: %d windows of %d samples (%.1f s of chain output), %d epochs",

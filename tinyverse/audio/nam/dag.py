@@ -25,7 +25,7 @@ from tinyverse.audio.twin import TwinPlan
 from tinyverse.models.contract import DeviceOp, ModelCost, StreamKind
 
 from .models import FILE_VERSIONS, NAMModel, NamWeightError, check_slim, nam_object
-from .sequential import NAMSequential, check_stage, no_streaming_graph
+from .sequential import STREAM_EXPORTS, NAMSequential, check_stage, no_streaming_graph
 
 __all__ = ["AUDIO_INPUT", "DagNode", "MIX_KINDS", "NAMDAG"]
 
@@ -353,6 +353,10 @@ class NAMDAG(NAMModel):
 
     def twin_reference(self, x: torch.Tensor) -> torch.Tensor:
         raise no_streaming_graph("DAG")
+
+    def unavailable_exports(self) -> dict[str, str]:
+        why = str(no_streaming_graph("DAG"))
+        return {step: why for step in STREAM_EXPORTS}
 
     def prepare_for_inference(self) -> None:
         for m in self.stages:

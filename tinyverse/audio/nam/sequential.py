@@ -21,9 +21,12 @@ import torch.nn as nn
 from tinyverse.audio.twin import AudioExportError, TwinPlan
 from tinyverse.models.contract import DeviceOp, ModelCost, NamModel, StreamingModel, StreamKind
 
-from .models import FILE_VERSIONS, NAMModel, NamWeightError, check_slim, nam_object
+from .models import FILE_VERSIONS, TWIN_EXPORTS, NAMModel, NamWeightError, check_slim, nam_object
 
-__all__ = ["NAMSequential", "check_stage", "no_streaming_graph"]
+__all__ = ["NAMSequential", "STREAM_EXPORTS", "check_stage", "no_streaming_graph"]
+
+# Every streaming export step (tinyverse.audio.verify.DEFAULT_EXPORTERS): a composed model has none of them yet.
+STREAM_EXPORTS = ("onnx", "onnx_int8", *TWIN_EXPORTS)
 
 _SEQUENTIAL_KEYS = frozenset({"models"})
 
@@ -180,6 +183,10 @@ class NAMSequential(NAMModel):
 
     def twin_reference(self, x: torch.Tensor) -> torch.Tensor:
         raise no_streaming_graph("Sequential")
+
+    def unavailable_exports(self) -> dict[str, str]:
+        why = str(no_streaming_graph("Sequential"))
+        return {step: why for step in STREAM_EXPORTS}
 
     def prepare_for_inference(self) -> None:
         for m in self.models:
