@@ -65,7 +65,8 @@ AUDIO_CASES = [
     ("training:\n", "compilation:\n  golden_vectors: 2\ntraining:\n", "compilation.golden_vectors",
      "not used by the audio modality: it writes no C golden vectors"),
     ("training:\n", "compilation:\n  exporters: [onnx, c_header]\ntraining:\n", "compilation.exporters",
-     "'c_header' is not an export of the audio modality; choose from onnx, onnx_int8, tflite, tflite_int8"),
+     "'c_header' is not an export of the audio modality; choose from onnx, onnx_int8, tflite, tflite_int16, "
+     "tflite_int8"),
     ("  generated_seconds: 6\n", "  generated_seconds: 6\n  enable: false\n", "dataset.enable",
      "the audio modality needs its capture"),
 ]
