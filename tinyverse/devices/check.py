@@ -361,6 +361,9 @@ def streaming_state_values(model: Any) -> int:
     (kernel - 1)) and each recurrent layer's state. A lower bound of the RAM a block-based engine needs."""
     from torch import nn
 
+    own = getattr(model, "state_values", None)
+    if callable(own):  # a model whose convs are not modules (e.g. generated weights) counts its own
+        return int(own())
     total = 0
     for m in model.modules():
         if isinstance(m, nn.Conv1d):

@@ -717,6 +717,10 @@ class NAMHyperConvNet(KnobModel):
         self.affine_shift = nn.Parameter(torch.zeros(len(self.shapes)))
         self.numels = numels
 
+    def state_values(self) -> int:
+        """Streaming history of the generated kernel-2 convs: in_channels x dilation each."""
+        return int(sum((1 if i == 0 else self.channels) * d for i, d in enumerate(self.dilations)))
+
     def config(self) -> dict[str, Any]:
         return {"num_knobs": self.num_knobs, "channels": self.channels, "dilations": list(self.dilations),
                 "activation": self.activation.type, "hyper_units": self.hyper_units, "hyper_layers": self.hyper_layers}
