@@ -252,10 +252,33 @@ def knob_model_from_record(record: Mapping[str, Any], where: str = "model") -> K
         raise ValueError(f"{where}: invalid {cls.knob_architecture} config: {e}") from None
 
 
+class StreamsThroughSnapshot:
+    """Streaming for a knob model that runs as its plain snapshot (:meth:`KnobModel.frozen`) at the current
+    knobs, rebuilt on a knob change with the running history / recurrent state kept."""
+
+    def snapshot_for(self, p: torch.Tensor) -> NAMModel:
+        """The plain model for a knob change mid-stream (default: :meth:`KnobModel.frozen`)."""
+        return self.frozen(p)  # type: ignore[attr-defined]
+
+    def stream_init(self, dtype: torch.dtype = torch.float32, params: Any = None) -> dict[str, Any]:
+        p = self.stream_vector(params, dtype)  # type: ignore[attr-defined]
+        net = self.frozen(p[0])  # type: ignore[attr-defined]
+        return {"params": p, "net": net, "state": net.stream_init(dtype)}
+
+    @torch.no_grad()
+    def stream_block(self, x: torch.Tensor, state: dict[str, Any]) -> tuple[torch.Tensor, dict[str, Any]]:
+        y, state["state"] = state["net"].stream_block(x, state["state"])
+        return y, state
+
+    def stream_params(self, state: dict[str, Any], params: Any) -> dict[str, Any]:
+        p = self.params_tensor(params, 1).to(state["params"].dtype)  # type: ignore[attr-defined]
+        return {"params": p, "net": self.snapshot_for(p[0]), "state": state["state"]}
+
+
 # ------------------------------------------------------------------------------------------------- CatLSTM
 
 
-class NAMCatLSTM(KnobModel):
+class NAMCatLSTM(StreamsThroughSnapshot, KnobModel):
     """NAM's CatLSTM: ``[x, p_1 .. p_K]`` per sample into stacked LSTM cells, a linear head. The initial state
     (``initial_hidden`` / ``initial_cell``) is trained, as NAMLSTM's; after :meth:`prepare_for_inference` a stream
     at a setting starts from the state silence settles to at that setting (NAM's CatLSTM settled at the defaults).
@@ -330,19 +353,8 @@ class NAMCatLSTM(KnobModel):
             m.settle_initial_state(int(self.settle_samples))
         return m
 
-    def stream_init(self, dtype: torch.dtype = torch.float32, params: Any = None) -> dict[str, Any]:
-        p = self.stream_vector(params, dtype)
-        net = self.frozen(p[0])
-        return {"params": p, "net": net, "state": net.stream_init(dtype)}
-
-    @torch.no_grad()
-    def stream_block(self, x: torch.Tensor, state: dict[str, Any]) -> tuple[torch.Tensor, dict[str, Any]]:
-        y, state["state"] = state["net"].stream_block(x, state["state"])
-        return y, state
-
-    def stream_params(self, state: dict[str, Any], params: Any) -> dict[str, Any]:
-        p = self.params_tensor(params, 1).to(state["params"].dtype)
-        return {"params": p, "net": self.frozen(p[0], settle=False), "state": state["state"]}
+    def snapshot_for(self, p: torch.Tensor) -> NAMModel:
+        return self.frozen(p, settle=False)  # a knob change keeps the running state: no re-settling
 
     def initial_stream_state(self) -> dict[str, torch.Tensor]:
         return {"h": self.initial_hidden, "c": self.initial_cell}
@@ -658,7 +670,7 @@ class NAMFiLMWaveNet(_KnobWaveNet):
 # -------------------------------------------------------------------------------------------- HyperConvNet
 
 
-class NAMHyperConvNet(KnobModel):
+class NAMHyperConvNet(StreamsThroughSnapshot, KnobModel):
     """NAM's HyperConvNet: an MLP (``hyper_layers`` hidden layers of ``hyper_units`` with ReLU, then a linear
     layer) maps the knobs to every weight of a ConvNet (``channels``, ``dilations``, kernel 2, ``activation``, a
     1×1 head), followed by a trainable affine per generated tensor (NAM's was per weight, which only repeats the
@@ -778,18 +790,3 @@ class NAMHyperConvNet(KnobModel):
                                                                                          device=p.device)
         m.import_weights(torch.cat([t.reshape(-1) for t in self.generate(p)]))
         return m
-
-    def stream_init(self, dtype: torch.dtype = torch.float32, params: Any = None) -> dict[str, Any]:
-        p = self.stream_vector(params, dtype)
-        net = self.frozen(p[0])
-        return {"params": p, "net": net, "state": net.stream_init(dtype)}
-
-    @torch.no_grad()
-    def stream_block(self, x: torch.Tensor, state: dict[str, Any]) -> tuple[torch.Tensor, dict[str, Any]]:
-        y, state["state"] = state["net"].stream_block(x, state["state"])
-        return y, state
-
-    def stream_params(self, state: dict[str, Any], params: Any) -> dict[str, Any]:
-        # The MLP runs once per knob change; the conv histories mean the same in the new net.
-        p = self.params_tensor(params, 1).to(state["params"].dtype)
-        return {"params": p, "net": self.frozen(p[0]), "state": state["state"]}
