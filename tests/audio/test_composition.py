@@ -435,6 +435,24 @@ def test_graph_nodes_take_zoo_models_and_ir_channels(files: Path) -> None:
     assert [m.receptive_field for m in chain.models] == [4, 4] and composed.sample_rate == 48_000
 
 
+def test_combine_takes_a_run_checkpoint(files: Path) -> None:
+    # a run folder: model.nam as written after training, checkpoints/best.ckpt holding other (later) weights
+    run = files / "run"
+    (run / "checkpoints").mkdir(parents=True)
+    save_nam(nano(11), run / "model.nam", sample_rate=48_000)
+    trained = nano(12)
+    torch.save({"state_dict": {f"model.{k}": v for k, v in trained.state_dict().items()}},
+               run / "checkpoints" / "best.ckpt")
+    c = combine([str(run / "checkpoints" / "best.ckpt"), str(files / "cab_a.wav")])
+    assert c.sample_rate == 48_000
+    x = np.random.default_rng(8).standard_normal(500).astype(np.float32)
+    expected = render(NAMSequential([trained, fir([0.8, -0.2, 0.1])]), x).numpy()
+    np.testing.assert_allclose(render(c.model, x).numpy(), expected, atol=1e-7)
+    (run / "model.nam").unlink()
+    with pytest.raises(CompositionError, match=r"best\.ckpt: cannot load the checkpoint: cannot tell the architecture: no model\.nam"):
+        combine([str(run / "checkpoints" / "best.ckpt")])
+
+
 def test_combine_resolves_the_chain_rate(files: Path) -> None:
     write_ir(files / "cab44.wav", np.array([1.0, 0.5, 0.25, 0.125], np.float32), 44_100)
     c = combine([str(files / "amp.nam"), str(files / "cab44.wav")])

@@ -108,7 +108,8 @@ def _load_model(stage: _Stage, ref: str, config: Any) -> None:
         try:
             stage.model, info = load_audio_model(stage.path)  # type: ignore[arg-type]
         except (ValueError, FileNotFoundError, RuntimeError, KeyError) as e:
-            raise CompositionError(f"{stage.label}: cannot load the checkpoint: {' '.join(str(e).split())}") from None
+            why = " ".join(str(e).split()).removeprefix(f"{stage.path}: ")  # the label names the file already
+            raise CompositionError(f"{stage.label}: cannot load the checkpoint: {why}") from None
         stage.rate = int(info["sample_rate"]) if info.get("sample_rate") else None
     elif stage.kind == "zoo":
         from tinyverse.models import create_model
