@@ -31,9 +31,6 @@ TOL = 1e-5
 MODELS = sorted(p.name for p in FIXTURES.glob("*.nam")) if FIXTURES.is_dir() else []
 INPUTS = sorted(p.stem for p in FIXTURES.glob("input_*.wav")) if FIXTURES.is_dir() else []
 
-needs_fixtures = pytest.mark.usefixtures()  # kept as a marker; missing fixtures fail below instead of skipping
-
-
 def test_nam_fixtures_are_present():
     # CI clones the repo with shared/ beside it; a missing fixture folder must fail, not silently skip.
     assert MODELS and INPUTS, f"NAM fixtures not found at {FIXTURES}"
@@ -59,7 +56,6 @@ def _render_all(model: torch.nn.Module, x: np.ndarray) -> np.ndarray:
 # --------------------------------------------------------------------------------- Core's renders
 
 
-@needs_fixtures
 @pytest.mark.parametrize("inp", INPUTS)
 @pytest.mark.parametrize("name", MODELS)
 def test_matches_core_render(name: str, inp: str) -> None:
@@ -80,7 +76,6 @@ def test_matches_core_render(name: str, inp: str) -> None:
     assert err32 <= TOL, f"{name} on {inp}: max abs error {err32:.3g} (float32)"
 
 
-@needs_fixtures
 @pytest.mark.parametrize("name", MODELS)
 def test_valid_mode_alignment(name: str) -> None:
     """forward() without padding = NAM trainer's valid mode: the tail of the padded render."""
@@ -98,7 +93,6 @@ def test_valid_mode_alignment(name: str) -> None:
 # ------------------------------------------------------------------------------------- round trip
 
 
-@needs_fixtures
 @pytest.mark.parametrize("name", MODELS)
 def test_export_import_round_trip_is_exact(name: str, tmp_path: Path) -> None:
     nf = load_nam(FIXTURES / name)
@@ -128,7 +122,6 @@ def test_export_import_round_trip_is_exact(name: str, tmp_path: Path) -> None:
     np.testing.assert_array_equal(_render_all(model2, x), _render_all(model, x))
 
 
-@needs_fixtures
 def test_fixture_metadata_is_read() -> None:
     nf = load_nam(FIXTURES / "wavenet.nam")
     assert nf.version == "0.5.4" and nf.sample_rate == 48_000
