@@ -4,6 +4,7 @@ sum / mean / weighted fan-in against a hand computation, the longest path), cost
 ``modelmaker combine`` / ``render`` / ``check`` with a one-line error for every bad input."""
 from __future__ import annotations
 
+import copy
 import json
 import logging
 from pathlib import Path
@@ -638,3 +639,34 @@ def test_cli_flatten(files: Path, capsys) -> None:
         rc, _, err = cli(capsys, "combine", files / "cab_a.wav", files / "cab_b.wav", "-o", files / "x.nam", *args)
         assert rc == 2 and message in err and err.count("\n") == 1, err
         assert not (files / "x.nam").exists()
+
+
+def test_the_size_knob_of_a_composed_model_moves_every_slimmable_child() -> None:
+    """A full rig built on an A2 container: slim picks the container's size inside the chain (Sequential and
+    DAG alike); a chain with nothing slimmable refuses the knob with one line."""
+    from tinyverse.models import create_model
+
+    torch.manual_seed(0)
+    amp = create_model("NAM_A2")
+    ir = fir([0.9, -0.3, 0.1])
+    x = torch.randn(1, 8000) * 0.1  # longer than the A2 receptive field (6,347)
+    for composed in (NAMSequential([amp, ir]),
+                     NAMDAG({"amp": DagNode(model=amp), "cab": DagNode(model=ir, input="amp")}, "cab")):
+        assert composed.slimmable and composed.slim == 1.0
+        reference = copy.deepcopy(amp)  # set by hand, apart from the chain
+        for value in (0.0, 1.0):
+            composed.set_slim(value)
+            reference.set_slim(value)
+            with torch.no_grad():
+                expected = ir(reference(x))
+                got = composed(x)
+            n = min(expected.shape[-1], got.shape[-1])
+            torch.testing.assert_close(got[..., -n:], expected[..., -n:])
+            assert composed.slim == value and amp.slim == value
+        with torch.no_grad():  # the two sizes really differ, so the comparison above means something
+            reference.set_slim(0.0)
+            lite = reference(x)
+            reference.set_slim(1.0)
+            assert float((lite - reference(x)).abs().max()) > 1e-4
+    with pytest.raises(ValueError, match="no model in this Sequential has a slimmable size"):
+        NAMSequential([nano(1), fir([1.0])]).set_slim(0.0)

@@ -24,8 +24,8 @@ import torch.nn as nn
 from tinyverse.audio.twin import TwinPlan
 from tinyverse.models.contract import DeviceOp, ModelCost, StreamKind
 
-from .models import FILE_VERSIONS, NAMModel, NamWeightError, check_slim, nam_object
-from .sequential import STREAM_EXPORTS, NAMSequential, check_stage, no_streaming_graph
+from .models import FILE_VERSIONS, NAMModel, NamWeightError, nam_object
+from .sequential import STREAM_EXPORTS, ChildrenFollowSlim, NAMSequential, check_stage, no_streaming_graph
 
 __all__ = ["AUDIO_INPUT", "DagNode", "MIX_KINDS", "NAMDAG"]
 
@@ -57,7 +57,7 @@ def _did_you_mean(name: str, names: Sequence[str]) -> str:
     return f" (did you mean '{close[0]}'?)" if close else ""
 
 
-class NAMDAG(NAMModel):
+class NAMDAG(ChildrenFollowSlim, NAMModel):
     """Nodes by name (:class:`DagNode`) and the node whose output is the model's. Checked on construction (one-line
     ValueErrors naming the node): known sources, no cycle, every node on a path to the output, mono audio stages."""
 
@@ -234,27 +234,11 @@ class NAMDAG(NAMModel):
                 nodes.append({"name": name, n.mix: list(n.inputs)})
         return {"nodes": nodes, "output": self.output}
 
-    # -- the size knob -----------------------------------------------------------------------------------------
-    @property
-    def slimmable(self) -> bool:
-        return any(m.slimmable for m in self.stages)  # type: ignore[attr-defined]
+    # -- the size knob: every slimmable stage follows it (ChildrenFollowSlim) -----------------------------------
+    composed_name = "DAG"
 
-    @property
-    def slim(self) -> float | None:
-        return (1.0 if self._slim is None else self._slim) if self.slimmable else None
-
-    @slim.setter
-    def slim(self, value: float) -> None:
-        self.set_slim(value)
-
-    def set_slim(self, value: float) -> None:
-        check_slim(value)
-        if not self.slimmable:
-            raise ValueError("no model in this DAG has a slimmable size")
-        for m in self.stages:
-            if m.slimmable:  # type: ignore[attr-defined]
-                m.set_slim(value)  # type: ignore[operator]
-        self._slim = float(value)
+    def slim_children(self) -> Sequence[nn.Module]:
+        return self.stages
 
     # -- the contract ----------------------------------------------------------------------------------------
     @property

@@ -50,7 +50,38 @@ def no_streaming_graph(what: str) -> AudioExportError:
                             "(modelmaker render) or flatten the chain into one model")
 
 
-class NAMSequential(NAMModel):
+class ChildrenFollowSlim:
+    """The size knob of a composed model: every slimmable child follows it (``slim_children``)."""
+
+    composed_name = "composed model"
+    _slim: float | None
+
+    def slim_children(self) -> Sequence[nn.Module]:
+        raise NotImplementedError
+
+    @property
+    def slimmable(self) -> bool:
+        return any(m.slimmable for m in self.slim_children())  # type: ignore[attr-defined]
+
+    @property
+    def slim(self) -> float | None:
+        return (1.0 if self._slim is None else self._slim) if self.slimmable else None
+
+    @slim.setter
+    def slim(self, value: float) -> None:
+        self.set_slim(value)
+
+    def set_slim(self, value: float) -> None:
+        check_slim(value)
+        if not self.slimmable:
+            raise ValueError(f"no model in this {self.composed_name} has a slimmable size")
+        for m in self.slim_children():
+            if m.slimmable:  # type: ignore[attr-defined]
+                m.set_slim(value)  # type: ignore[operator]
+        self._slim = float(value)
+
+
+class NAMSequential(ChildrenFollowSlim, NAMModel):
     """Models run in order: ``y = models[-1](... models[0](x))``.
 
     ``models``: NAM models (WaveNet, LSTM, Linear/IR, SlimmableContainer, Sequential, DAG);
@@ -105,27 +136,11 @@ class NAMSequential(NAMModel):
         return {"models": [nam_object(m, md, sample_rate)  # type: ignore[arg-type]
                            for m, md in zip(self.models, self.model_metadata)]}
 
-    # -- the size knob: every slimmable child follows it -------------------------------------------------------
-    @property
-    def slimmable(self) -> bool:
-        return any(m.slimmable for m in self.models)  # type: ignore[attr-defined]
+    # -- the size knob: every slimmable child follows it (ChildrenFollowSlim) -----------------------------------
+    composed_name = "Sequential"
 
-    @property
-    def slim(self) -> float | None:
-        return (1.0 if self._slim is None else self._slim) if self.slimmable else None
-
-    @slim.setter
-    def slim(self, value: float) -> None:
-        self.set_slim(value)
-
-    def set_slim(self, value: float) -> None:
-        check_slim(value)
-        if not self.slimmable:
-            raise ValueError("no model in this Sequential has a slimmable size")
-        for m in self.models:
-            if m.slimmable:  # type: ignore[attr-defined]
-                m.set_slim(value)  # type: ignore[operator]
-        self._slim = float(value)
+    def slim_children(self) -> Sequence[nn.Module]:
+        return self.models
 
     # -- the contract ----------------------------------------------------------------------------------------
     @property
