@@ -493,6 +493,20 @@ class _KnobWaveNet(KnobModel):
         p0 = self.head_scale
         return NAMWaveNet(copy.deepcopy(self.layers_json), self.config_head_scale).to(dtype=p0.dtype, device=p0.device)
 
+    @torch.no_grad()
+    def copy_knob_free_parts(self, m: NAMWaveNet) -> NAMWaveNet:
+        """Copy into the plain WaveNet ``m`` what no knob reaches (each layer's 1x1 and head 1x1, each array's head
+        rechannel, the head scale); a freeze folds the rest."""
+        for kla, fla in zip(self.layer_arrays, m.layer_arrays):
+            for kl, fl in zip(kla.layers, fla.layers):
+                for name in ("one_by_one", "head1x1"):
+                    src, dst = getattr(kl, name), getattr(fl, name)
+                    if src is not None:
+                        dst.load_state_dict(src.state_dict())
+            fla.head_rechannel.load_state_dict(kla.head_rechannel.state_dict())
+        m.head_scale.copy_(self.head_scale)
+        return m
+
 
 class NAMCatWaveNet(_KnobWaveNet):
     """NAM's CatWaveNet: ``[x, p_1 .. p_K]`` (the knobs tiled over time) is the WaveNet's input and condition, so
@@ -543,13 +557,7 @@ class NAMCatWaveNet(_KnobWaveNet):
                 fl.conv.weight.copy_(w)
                 fl.conv.bias.copy_(kl.conv.bias + w.sum(-1) @ v + mix[:, 1:] @ p)
                 fl.input_mixer.weight.copy_(mix[:, :1, None])
-                for name in ("one_by_one", "head1x1"):
-                    src, dst = getattr(kl, name), getattr(fl, name)
-                    if src is not None:
-                        dst.load_state_dict(src.state_dict())
-            fla.head_rechannel.load_state_dict(kla.head_rechannel.state_dict())
-        m.head_scale.copy_(self.head_scale)
-        return m
+        return self.copy_knob_free_parts(m)
 
 
 class NAMFiLMWaveNet(_KnobWaveNet):
@@ -658,13 +666,7 @@ class NAMFiLMWaveNet(_KnobWaveNet):
                 fl.conv.weight.copy_(w)
                 fl.conv.bias.copy_(b)
                 fl.input_mixer.weight.zero_()  # the plain model's mixin reads the audio, which this model never did
-                for name in ("one_by_one", "head1x1"):
-                    src, dst = getattr(kl, name), getattr(fl, name)
-                    if src is not None:
-                        dst.load_state_dict(src.state_dict())
-            fla.head_rechannel.load_state_dict(kla.head_rechannel.state_dict())
-        m.head_scale.copy_(self.head_scale)
-        return m
+        return self.copy_knob_free_parts(m)
 
 
 # -------------------------------------------------------------------------------------------- HyperConvNet
