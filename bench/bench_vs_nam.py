@@ -42,6 +42,7 @@ import os
 import subprocess
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -198,7 +199,7 @@ def run_job(capture: dict[str, Any], preset: str, epochs: int, args: argparse.Na
     rec: dict[str, Any] = {"capture": capture["name"], "preset": preset, "epochs": epochs, "latency": latency,
                            "split": split, "validation_seconds": round(yv.shape[1] / data.sample_rate, 2),
                            "load_avg_1min_before": round(os.getloadavg()[0], 2)}
-    if "ours" in args.sides:
+    def run_ours() -> dict[str, Any]:
         cfg = ours_config(ROOT / base, capture, split, latency, model_name, epochs, folder / "ours",
                           "run", args.seed, args.ours_threads)
         (folder / "ours").mkdir(parents=True, exist_ok=True)
@@ -212,8 +213,9 @@ def run_job(capture: dict[str, Any], preset: str, epochs: int, args: argparse.Na
             ours.update(esr=esr(yv[0], pred), rendered_by="tinyverse .nam reader", base_config=base)
         except Exception as e:  # the other side and the other jobs still run; the table says what failed
             ours = {"error": f"{type(e).__name__}: {e}"}
-        rec["ours"] = ours
-    if "nam" in args.sides:
+        return ours
+
+    def run_nam() -> dict[str, Any]:
         nam_dir = folder / "nam"
         job = {"data_config": nam_data_config(capture, split, latency), "model_config": nam_model_config(preset),
                "learning_config": nam_learning_config(epochs, args.nam_batch_size), "outdir": str(nam_dir / "train"),
@@ -232,7 +234,18 @@ def run_job(capture: dict[str, Any], preset: str, epochs: int, args: argparse.Na
                            our_reader_error=str(e).splitlines()[0])
         except Exception as e:
             nam = {"error": f"{type(e).__name__}: {e}"}
-        rec["nam"] = nam
+        return nam
+
+    sides = {"ours": run_ours, "nam": run_nam}
+    chosen = [s for s in ("ours", "nam") if s in args.sides]
+    if args.parallel:
+        # Both trainers at the same time, one process each: whatever else loads the machine slows both alike.
+        with ThreadPoolExecutor(max_workers=len(chosen)) as pool:
+            futures = {s: pool.submit(sides[s]) for s in chosen}
+            rec.update({s: f.result() for s, f in futures.items()})
+    else:
+        rec.update({s: sides[s]() for s in chosen})
+    rec["parallel"] = bool(args.parallel)
     rec["load_avg_1min_after"] = round(os.getloadavg()[0], 2)
     return rec
 
@@ -283,6 +296,9 @@ def main() -> None:
                     help="torch threads for NAM's trainer: a number, or 'default' for torch's default (default 1)")
     ap.add_argument("--ours-threads", type=int, default=None,
                     help="training.threads for ours (default: the runner's own choice)")
+    ap.add_argument("--parallel", action="store_true",
+                    help="run the two trainers at the same time (one process each; on a 2-core machine, one core "
+                         "each), so load from anything else hits both alike")
     ap.add_argument("--nam-batch-size", type=int, default=NAM_BATCH_SIZE)
     ap.add_argument("--nam-venv", default=str(NAM_VENV))
     ap.add_argument("--work", default=str(WORK), help="run folders, NAM outputs, logs (git-ignored)")
@@ -314,7 +330,8 @@ def main() -> None:
               "settings": {"epochs": args.epochs, "seconds": args.seconds, "seed": args.seed,
                            "presets": args.presets, "nam_threads": args.nam_threads or "torch default",
                            "ours_threads": args.ours_threads or "runner default",
-                           "nam_batch_size": args.nam_batch_size, "ny": NY, "split": "bench_split"},
+                           "nam_batch_size": args.nam_batch_size, "ny": NY, "split": "bench_split",
+                           "parallel": bool(args.parallel)},
               "command": " ".join(["python", *sys.argv]), "rows": rows}
     out.write_text(json.dumps(result, indent=1))
     print(f"results: {out}")

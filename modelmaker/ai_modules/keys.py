@@ -13,7 +13,7 @@ from pydantic import BaseModel
 
 # training keys handed to the task's constructor; a task that takes none of them has no use for them
 # (training.loss has its own rule in the config schema)
-TASK_KEYS = ("label_smoothing", "augmentation")
+TASK_KEYS = ("label_smoothing", "augmentation", "output_level_dbfs")
 
 
 class KeyIssue(NamedTuple):

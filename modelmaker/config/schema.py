@@ -327,6 +327,9 @@ class TrainingSection(StrictModel):
     num_workers: int = Field(0, ge=0)
     # torch CPU threads for training and evaluation: "auto" asks the modality (AIModule.auto_threads), or a count.
     threads: Annotated[int, Field(ge=1)] | Literal["auto"] = "auto"
+    # Audio: train with the target scaled to this RMS level (NAM's trainer: -18 dBFS), the model starting scaled
+    # by the inverse gain so it still outputs the capture's level; None trains at the level it was recorded.
+    output_level_dbfs: float | None = Field(None, le=0)
     quantization: Literal["none", "ptq", "qat"] = "none"
     qat_epochs: int = Field(10, ge=0)
 

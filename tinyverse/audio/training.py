@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -27,6 +28,8 @@ from tinyverse.training.tasks import TaskModule
 
 __all__ = ["AmpModellingTask", "amp_loss", "esr_loss", "multi_resolution_stft_loss", "output_esrs", "pre_emphasis"]
 
+CHUNK_SAMPLES = 65536  # input samples per forward chunk (see AmpModellingTask.scored)
+BATCH_STATISTICS = (nn.BatchNorm1d, nn.BatchNorm2d, nn.SyncBatchNorm)  # layers whose output depends on the batch
 STFT_RESOLUTIONS = ((1024, 120, 600), (2048, 240, 1200), (512, 50, 240))  # (fft, hop, window), as auraloss
 
 
@@ -83,14 +86,25 @@ def amp_loss(pred: torch.Tensor, target: torch.Tensor, stft_weight: float = 2e-4
     return loss, mse
 
 
+def output_gain(level_dbfs: float | None, target_rms: float | None) -> float:
+    """The gain that brings a target of RMS ``target_rms`` to ``level_dbfs`` dBFS RMS (NAM's trainer normalises the
+    output to -18 dBFS before training); 1.0 when no level is asked for."""
+    if level_dbfs is None:
+        return 1.0
+    if target_rms is None or not np.isfinite(target_rms) or target_rms <= 0:
+        raise ValueError(f"output level {level_dbfs} dBFS needs the training target's RMS (> 0), got {target_rms}")
+    return float(10 ** (float(level_dbfs) / 20) / float(target_rms))
+
+
 @TASKS.register("amp_modelling", modality="audio")
 class AmpModellingTask(TaskModule):
     """Train a NAM-style audio model on (input window with context, output window) pairs."""
 
     def __init__(self, model: nn.Module, *, optimizer: str = "adam", learning_rate: float = 0.004,
                  weight_decay: float = 0.0, momentum: float = 0.9, lr_scheduler: str = "exponential",
-                 lr_decay: float = 0.993, epochs: int = 100, stft_weight: float = 2e-4,
-                 pre_emphasis_coef: float = 0.85, burn_in: int | None = None) -> None:
+                 lr_decay: float = 0.993, epochs: int = 100, stft_weight: float = 5e-4,
+                 pre_emphasis_coef: float = 0.85, burn_in: int | None = None, output_level_dbfs: float | None = None,
+                 target_rms: float | None = None) -> None:
         # The base class knows cosine/onecycle/none; "exponential" (NAM's schedule) is handled here.
         base_sched = "none" if lr_scheduler == "exponential" else lr_scheduler
         super().__init__(model, optimizer=optimizer, learning_rate=learning_rate, weight_decay=weight_decay,
@@ -100,6 +114,7 @@ class AmpModellingTask(TaskModule):
             burn_in = 0 if int(getattr(model, "receptive_field", 1)) > 1 else 256
         self.save_hyperparameters(ignore=["model"])
         self.hparams.burn_in = int(burn_in)
+        self.hparams.output_gain = output_gain(output_level_dbfs, target_rms)
 
     def configure_optimizers(self) -> Any:
         if self.hparams.lr_scheduler != "exponential":
@@ -113,7 +128,18 @@ class AmpModellingTask(TaskModule):
     def scored(self, x: torch.Tensor, y: torch.Tensor) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
         """(each output to score by name, the primary last; the target), burn-in cut from both."""
         fn = getattr(self.model, "scored_outputs", None)
-        preds = dict(fn(x)) if callable(fn) else {"model": self.model(x)}
+        run = (lambda xs: dict(fn(xs))) if callable(fn) else (lambda xs: {"model": self.model(xs)})
+        # The batch runs in chunks of about CHUNK_SAMPLES input samples: the same outputs and the same gradient (the
+        # chunks' graphs are disjoint, so autograd runs their backward one chunk after the other), but a small
+        # model's activations stay in the CPU cache: NAM's batch of 16 windows of 8192 trains ~2.5x faster per
+        # sample in chunks of 4 than whole (bench/bench_vs_nam.py).
+        n = max(1, CHUNK_SAMPLES // max(1, int(x.shape[-1])))
+        batch_stats = any(isinstance(m, BATCH_STATISTICS) and m.training for m in self.model.modules())
+        if x.shape[0] <= n or batch_stats:  # batch-norm statistics would change with the chunk
+            preds = run(x)
+        else:
+            parts = [run(x[i:i + n]) for i in range(0, x.shape[0], n)]
+            preds = {k: torch.cat([p[k] for p in parts]) for k in parts[0]}
         for name, pred in preds.items():
             if pred.shape[-1] != y.shape[-1]:
                 who = f" ({name})" if len(preds) > 1 else ""
@@ -126,6 +152,11 @@ class AmpModellingTask(TaskModule):
 
     def _loss(self, pred: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(NAM's training loss, its MSE part)."""
+        # The loss sees both signals at the normalised level (``output_level_dbfs``, NAM: -18), so the balance
+        # of MSE and the scale-free STFT term does not depend on how loud the capture was recorded.
+        g = float(self.hparams.output_gain)
+        if g != 1.0:
+            pred, y = pred * g, y * g
         return amp_loss(pred, y, float(self.hparams.stft_weight), float(self.hparams.pre_emphasis_coef))
 
     def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:

@@ -21,6 +21,19 @@ from modelmaker.run_folder import write_json
 from tinyverse.verification import failed_rows
 
 log = logging.getLogger("modelmaker")
+
+
+def scale_for_output_level(model: Any, gain: float) -> None:
+    """Start the model at 1 / ``gain`` of its output scale, so that training against the target at the normalised
+    level (loss × ``gain``) leaves a model that outputs the capture's own level: what NAM's trainer does when it
+    rescales head_scale on export. A model without ``scale_output`` trains from its usual scale (the loss is still
+    taken at the normalised level)."""
+    try:
+        model.scale_output(1.0 / gain)
+    except (AttributeError, NotImplementedError) as e:
+        log.info("output level: %s; only the loss is taken at the normalised level", e)
+        return
+    log.info("output level: target × %.3f during training (model output scale × %.3f at start)", gain, 1 / gain)
 AUDIO_BLOCK = 512  # samples per block of the streaming exports (a plugin-sized buffer: 10.7 ms at 48 kHz)
 
 
@@ -156,8 +169,15 @@ class AudioModule(AIModule):
         task_type = cfg.common.task_type
         X, Y = data.windows(rf)
         monitor, mode = (t.monitor, "min") if t.monitor else DEFAULT_MONITOR[task_type]
+        level = {}
+        if t.output_level_dbfs is not None:  # NAM's output normalisation (the task's key check allows it)
+            from tinyverse.audio.training import output_gain  # torch: imported when training
+
+            level = {"output_level_dbfs": t.output_level_dbfs, "target_rms": float(np.sqrt(np.mean(np.square(Y))))}
+            scale_for_output_level(ctx.model, output_gain(**level))
         task = TASKS.get(task_type)(model=ctx.model, optimizer=t.optimizer, learning_rate=t.learning_rate,
-                                    weight_decay=t.weight_decay, lr_scheduler=t.lr_scheduler, epochs=t.epochs)
+                                    weight_decay=t.weight_decay, lr_scheduler=t.lr_scheduler, epochs=t.epochs,
+                                    **level)
         train_cfg = TrainConfig(
             epochs=t.epochs, batch_size=t.batch_size, seed=cfg.common.seed, accelerator=t.accelerator,
             devices=t.devices, num_nodes=t.num_nodes, strategy=t.strategy, precision=t.precision,

@@ -149,6 +149,11 @@ class NAMSlimmableContainer(NAMModel):
     def device_ops(self) -> list[DeviceOp]:
         return self.active.device_ops()
 
+    def scale_output(self, gain: float) -> None:
+        """Every submodel (NAM's trainer scales each one when it undoes its output normalisation)."""
+        for m in self.submodels:
+            m.scale_output(gain)
+
     def forward(self, x: torch.Tensor, pad_start: bool = False) -> torch.Tensor:
         return self.active(x, pad_start=pad_start)
 

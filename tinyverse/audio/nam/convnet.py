@@ -129,6 +129,12 @@ class NAMConvNet(NAMModel):
         return torch.cat([t.detach().reshape(-1).to(torch.float64) for t in self.ordered_tensors()]).tolist()
 
     # -- compute ---------------------------------------------------------------------------------------------
+    @torch.no_grad()
+    def scale_output(self, gain: float) -> None:
+        """The 1x1 head conv: scale its weight and bias."""
+        self.head.weight.mul_(float(gain))
+        self.head.bias.mul_(float(gain))
+
     def forward_channels(self, x: torch.Tensor, hist: ConvHistory | None = None) -> torch.Tensor:
         """(N, 1, L) → (N, 1, ·): valid mode, or one streamed block when ``hist`` holds buffers."""
         hist = hist or ConvHistory()

@@ -248,6 +248,12 @@ class NAMModel(nn.Module):
     def prepare_for_inference(self) -> None:
         """Nothing to do for a context model."""
 
+    def scale_output(self, gain: float) -> None:
+        """Multiply the model's output by ``gain``, folded into its last linear step (training at a normalised
+        output level starts from a model scaled by 1 / gain, see :class:`tinyverse.audio.training.AmpModellingTask`).
+        Raises NotImplementedError for an architecture whose output is not linear in one of its tensors."""
+        raise NotImplementedError(f"{self.nam_architecture}: no linear output step to scale")
+
 
 # ---------------------------------------------------------------------------------------------- WaveNet
 
@@ -462,6 +468,15 @@ class NAMWaveNet(NAMModel):
         return self._slim_cache[1]
 
     # -- compute ---------------------------------------------------------------------------------------------
+    @torch.no_grad()
+    def scale_output(self, gain: float) -> None:
+        """``y = head_scale · head``: scale ``head_scale`` (NAM's trainer does the same when it undoes its output
+        normalisation on export). A post-stack head may be nonlinear, so it is refused."""
+        if self.post_head is not None:
+            raise NotImplementedError("WaveNet with a post-stack head: its output is not linear in head_scale")
+        self.head_scale.mul_(float(gain))
+        self._slim_cache = ()
+
     def forward_channels(self, x: torch.Tensor, hist: ConvHistory | None = None,
                          cond_hist: ConvHistory | None = None) -> torch.Tensor:
         """(N, 1, L) → (N, out_channels, ·): valid mode, or one streamed block when ``hist`` holds buffers."""
@@ -642,6 +657,12 @@ class NAMLSTM(NAMModel):
         return {"input_size": self.input_size, "hidden_size": self.hidden_size, "num_layers": self.num_layers}
 
     @torch.no_grad()
+    def scale_output(self, gain: float) -> None:
+        """The linear head: scale its weight and bias."""
+        self.head.weight.mul_(float(gain))
+        self.head.bias.mul_(float(gain))
+
+    @torch.no_grad()
     def import_weights(self, flat: Sequence[float]) -> None:
         reader = _FlatReader(flat, self.num_weights, "LSTM")
         h = self.hidden_size
@@ -800,6 +821,13 @@ class NAMLinear(NAMModel):
     def impulse_response(self) -> torch.Tensor:
         """Taps in IR order (index 0 = current sample)."""
         return self.conv.weight[0, 0].flip(0)
+
+    @torch.no_grad()
+    def scale_output(self, gain: float) -> None:
+        """A FIR filter is linear: scale its taps (and bias)."""
+        self.conv.weight.mul_(float(gain))
+        if self.conv.bias is not None:
+            self.conv.bias.mul_(float(gain))
 
     @torch.no_grad()
     def import_weights(self, flat: Sequence[float]) -> None:
