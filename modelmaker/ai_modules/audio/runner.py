@@ -174,7 +174,7 @@ class AudioModule(AIModule):
             from tinyverse.audio.training import output_gain  # torch: imported when training
 
             level = {"output_level_dbfs": t.output_level_dbfs, "target_rms": float(np.sqrt(np.mean(np.square(Y))))}
-            scale_for_output_level(ctx.model, output_gain(**level))
+            scale_for_output_level(ctx.model, output_gain(level["output_level_dbfs"], level["target_rms"]))
         task = TASKS.get(task_type)(model=ctx.model, optimizer=t.optimizer, learning_rate=t.learning_rate,
                                     weight_decay=t.weight_decay, lr_scheduler=t.lr_scheduler, epochs=t.epochs,
                                     **level)
