@@ -13,7 +13,7 @@ from pydantic import BaseModel
 
 # training keys handed to the task's constructor; a task that takes none of them has no use for them
 # (training.loss has its own rule in the config schema)
-TASK_KEYS = ("label_smoothing", "augmentation", "output_level_dbfs")
+TASK_KEYS = ("label_smoothing", "augmentation", "teacher", "output_level_dbfs")
 
 
 class KeyIssue(NamedTuple):
@@ -54,9 +54,27 @@ def config_issues(cfg: Any) -> list[KeyIssue]:
                             f"{modality} modality", f"set common.task_type: {' or '.join(tasks)}{other}")]
     unused = getattr(module, "unused_keys", None)
     issues = list(unused(cfg)) if callable(unused) else []
+    issues += input_fit_issues(cfg, module, TASKS.get(task) if task in TASKS else None)
     if task in TASKS:
         issues += task_key_issues(cfg, TASKS.get(task))
     return issues + quantization_issues(cfg)
+
+
+def input_fit_issues(cfg: Any, module: Any, task_cls: Any) -> list[KeyIssue]:
+    """dataset.input_channels / input_length shape the inputs of a modality that fits them (``fits_input``) for a task
+    whose targets do not depend on the input's shape (the TASKS class's ``fits_input``); elsewhere they do nothing."""
+    out = []
+    for key in ("input_channels", "input_length"):
+        if not changed(cfg, f"dataset.{key}"):
+            continue
+        if not getattr(module, "fits_input", False):
+            out.append(KeyIssue(f"dataset.{key}", f"not used by the {cfg.common.modality} modality (it does not fit "
+                                "its inputs to the model)", "remove it"))
+        elif getattr(cfg.dataset, key) is not None and task_cls is not None \
+                and not getattr(task_cls, "fits_input", False):
+            out.append(KeyIssue(f"dataset.{key}", f"task {cfg.common.task_type!r} keeps its inputs as the data has them "
+                                "(its targets depend on the input's channels or time axis)", "remove it"))
+    return out
 
 
 def quantization_issues(cfg: Any) -> list[KeyIssue]:
@@ -97,4 +115,5 @@ def task_key_issues(cfg: Any, task_cls: Any) -> list[KeyIssue]:
     return issues
 
 
-__all__ = ["TASK_KEYS", "KeyIssue", "changed", "config_issues", "quantization_issues", "task_key_issues"]
+__all__ = ["TASK_KEYS", "KeyIssue", "changed", "config_issues", "input_fit_issues", "quantization_issues",
+           "task_key_issues"]

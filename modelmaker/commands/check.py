@@ -84,15 +84,17 @@ def main(args: argparse.Namespace) -> int:
 def _report(args: argparse.Namespace, model) -> int:
     from tinyverse.devices import check_model
     from tinyverse.devices.check import BUDGET_KEYS
+    from tinyverse.models.roles import never_ships
 
     # One check for every model: a spec layer by layer, a streaming (audio) model per sample at --sample-rate.
     report = check_model(model, args.device, sample_rate=args.sample_rate, model_name=args.model)
+    teacher = never_ships(model)  # a float teacher: its table is shown, but it is never said to fit
     spec = getattr(model, "spec", None)
     shape = "x".join(map(str, next(iter(spec.inputs.values())))) if spec is not None else \
         f"1 sample/step, streaming at {args.sample_rate:,} Hz"
     if args.json:
-        print(json.dumps(report.to_dict(), indent=2))
-        return 0 if report.fits else 1
+        print(json.dumps({**report.to_dict(), **({"never_ships": teacher} if teacher else {})}, indent=2))
+        return 0 if report.fits and not teacher else 1
     print(f"{args.model} (input {shape}) on {report.device} ({report.kind})\n")
     rows = [[lc.layer, lc.type, lc.op_class, lc.placement, f"{lc.params:,}", f"{lc.macs:,}",
              "; ".join(lc.reasons) if lc.reasons else "ok"] for lc in report.layers]
@@ -110,6 +112,9 @@ def _report(args: argparse.Namespace, model) -> int:
     for note in report.notes:
         print(f"note: {note}")
     print()
+    if teacher:
+        print(f"{args.model} never ships: {teacher}")
+        return 1
     if report.fits:
         print(f"fits {report.device}" + (f": runs submodel {report.picked}" if report.picked else ""))
         return 0

@@ -22,6 +22,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 def main(args: argparse.Namespace) -> int:
     from tinyverse.devices import check_model, model_cost
     from tinyverse.models import create_model, list_models, model_arguments
+    from tinyverse.models.roles import TEACHER
     from tinyverse.registry import MODEL_REGISTRY
 
     names = list_models(args.include, args.exclude, task=args.task)
@@ -52,9 +53,14 @@ def main(args: argparse.Namespace) -> int:
         streaming += per_sample
         fit = "-"
         est = []
+        teacher = entry.metadata.get("role") == TEACHER  # a float training aid: never judged as if it could ship
+        if teacher:
+            fit = "teacher (never ships)"
+            if args.fits_only:
+                continue
         if args.device:
             est = ["-", "-"]
-            if spec is not None or cost is not None:
+            if not teacher and (spec is not None or cost is not None):
                 # the check a run does before training (tinyverse.devices.check_model): for a spec int8 weights +
                 # runtime and peak activations; for a streaming model its weights and streaming state
                 report = check_model(spec if spec is not None else model, args.device, model_name=name)

@@ -256,9 +256,17 @@ class CommonSection(StrictModel):
         return v
 
 
+InputSize = Annotated[int, Field(ge=1)] | Literal["auto"] | None
+
+
 class DatasetSection(FlatParamsModel):
     enable: bool = True
     name: str = "ucr"
+    # The input the model reads (tinyverse.timeseries.data.input_fit): "auto" appends zero channels until the model
+    # fits common.target_device and resamples series to a length the model supports (long ones shortened, short ones
+    # stretched, variable-length sets edge-padded to their longest first); a number sets it; null keeps the data's own.
+    input_channels: InputSize = "auto"
+    input_length: InputSize = "auto"
 
     @model_validator(mode="after")
     def _check(self) -> "DatasetSection":
@@ -301,6 +309,47 @@ class AugmentationSection(StrictModel):
     magnitude_warp: float = Field(0.0, ge=0, lt=1)
 
 
+class TeacherSection(StrictModel):
+    """``training.teacher``: distil a float teacher into the student (tinyverse.training.distill). The teacher is
+    trained first (``model_name``, e.g. TEACHER_FCN; ``epochs`` / ``learning_rate`` default to the student's) or
+    loaded (``checkpoint``: a run's checkpoints/best.ckpt, its model_spec.yaml beside the folder)."""
+
+    model_name: str | None = None
+    model_args: dict[str, Any] = Field(default_factory=dict)
+    checkpoint: str | None = None
+    epochs: int | None = Field(None, ge=1)
+    learning_rate: float | None = Field(None, gt=0)
+    temperature: float = Field(4.0, gt=0)
+    alpha: float = Field(0.5, ge=0, le=1)
+    # also train the same student without the teacher (same seed and recipe) and report the three side by side
+    compare_student_alone: bool = False
+
+    @model_validator(mode="after")
+    def _check(self, info: ValidationInfo) -> "TeacherSection":
+        if (self.model_name is None) == (self.checkpoint is None):
+            raise config_error("give either model_name (a teacher to train) or checkpoint (one to load), not "
+                               f"{'both' if self.model_name else 'neither'}", "model_name" if self.model_name else "",
+                               "e.g. teacher: {model_name: TEACHER_FCN} (`modelmaker models --include 'TEACHER_*'`)")
+        if self.checkpoint is not None:
+            for key in ("model_args", "epochs", "learning_rate"):
+                if getattr(self, key):
+                    raise config_error("used only when the teacher is trained (model_name), not loaded", key,
+                                       "remove it, or train a teacher with model_name instead of checkpoint")
+            path = resolve_path(self.checkpoint, base_dir_of(info))
+            if path is None or not path.is_file():
+                raise config_error(not_found(self.checkpoint, base_dir_of(info), "teacher checkpoint"), "checkpoint",
+                                   "point it at a run's checkpoints/best.ckpt (e.g. <run>/teacher/checkpoints/"
+                                   "best.ckpt of a distillation run)")
+            self.checkpoint = str(path)
+            return self
+        factory = registered(MODEL_REGISTRY, self.model_name, "model_name")
+        check_arguments(factory, self.model_args, f"model '{self.model_name}'", "model_args", require=False)
+        wrong = argument_type_problem(factory, self.model_args)
+        if wrong:
+            raise config_error(wrong[1], f"model_args.{wrong[0]}", wrong[2])
+        return self
+
+
 class TrainingSection(StrictModel):
     enable: bool = True
     model_name: str | None = None
@@ -332,6 +381,7 @@ class TrainingSection(StrictModel):
     output_level_dbfs: float | None = Field(None, le=0)
     quantization: Literal["none", "ptq", "qat"] = "none"
     qat_epochs: int = Field(10, ge=0)
+    teacher: TeacherSection | None = None  # distillation (classification): see TeacherSection
 
     # "model_config" is pydantic's own attribute name, hence the alias; both spellings are accepted.
     model_config = ConfigDict(extra="forbid", strict=True, populate_by_name=True, serialize_by_alias=True)

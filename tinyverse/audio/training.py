@@ -2,7 +2,7 @@
 
 Loss: MSE + ``stft_weight`` × multi-resolution STFT of pre-emphasised signals (NAM: weight 2e-4,
 pre-emphasis 0.85). Validation: ESR (``val_esr``), which also picks the checkpoint. Optimizer: Adam,
-lr 0.004, ExponentialLR gamma 0.993 per epoch. LSTMs: the first ``burn_in`` output samples of each window
+lr 0.004, ExponentialLR gamma 0.994 per epoch (NAM 0.13). LSTMs: the first ``burn_in`` output samples of each window
 are left out of the loss while the state settles.
 
 Batches are ``(x, y)`` with ``x`` of shape (N, ny + receptive_field − 1) and ``y`` of shape (N, ny); the
@@ -102,7 +102,7 @@ class AmpModellingTask(TaskModule):
 
     def __init__(self, model: nn.Module, *, optimizer: str = "adam", learning_rate: float = 0.004,
                  weight_decay: float = 0.0, momentum: float = 0.9, lr_scheduler: str = "exponential",
-                 lr_decay: float = 0.993, epochs: int = 100, stft_weight: float = 5e-4,
+                 lr_decay: float = 0.994, epochs: int = 100, stft_weight: float = 5e-4,
                  pre_emphasis_coef: float = 0.85, burn_in: int | None = None, output_level_dbfs: float | None = None,
                  target_rms: float | None = None) -> None:
         # The base class knows cosine/onecycle/none; "exponential" (NAM's schedule) is handled here.

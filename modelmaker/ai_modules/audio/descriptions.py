@@ -14,7 +14,7 @@ PARAM_DESCRIPTIONS = {
                         "input_level_dbu, output_level_dbu",
     "training.model_name": "NAM_WaveNet_nano/feather/lite/standard, NAM_LSTM_*, NAM_Linear, NAM_WaveNet (custom), "
                            "NAM_A2 (NAM 0.13's default: lite + full in one .nam 0.7 container), NAM_A2_lite/full",
-    "training.lr_scheduler": "'exponential' is NAM's schedule (gamma 0.993 per epoch); 'cosine' anneals to 0 over "
+    "training.lr_scheduler": "'exponential' is NAM's schedule (gamma 0.994 per epoch); 'cosine' anneals to 0 over "
                              "the run (steadier last epochs)",
     "compilation.enable": "streaming exports in blocks of 512 samples: ONNX float / int8 (block + receptive-field "
                           "context, or LSTM state in/out), TFLite float / int8 / int16x8, each rendered on the "
