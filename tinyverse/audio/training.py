@@ -1,6 +1,6 @@
 """The amp-modelling training recipe (``TASKS["amp_modelling"]``), NAM's defaults.
 
-Loss: MSE + ``stft_weight`` × multi-resolution STFT of pre-emphasised signals (NAM: weight 2e-4,
+Loss: MSE + ``stft_weight`` × multi-resolution STFT of pre-emphasised signals (NAM 0.13: weight 5e-4,
 pre-emphasis 0.85). Validation: ESR (``val_esr``), which also picks the checkpoint. Optimizer: Adam,
 lr 0.004, ExponentialLR gamma 0.994 per epoch (NAM 0.13). LSTMs: the first ``burn_in`` output samples of each window
 are left out of the loss while the state settles.
