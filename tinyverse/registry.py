@@ -196,7 +196,8 @@ LAYERS = Registry("layer", builtins=["tinyverse.layers"])
 MODEL_REGISTRY = Registry("model", builtins=["tinyverse.timeseries.zoo", "tinyverse.audio.models",
                                               "tinyverse.audio.knob_zoo"])
 DATASETS = Registry("dataset", builtins=["tinyverse.timeseries.data", "tinyverse.timeseries.data.regression", "tinyverse.timeseries.data.forecasting",
-                                        "tinyverse.timeseries.data.anomaly", "tinyverse.audio.dataset"])
+                                        "tinyverse.timeseries.data.anomaly", "tinyverse.audio.dataset",
+                                        "tinyverse.audio.knob_capture"])
 TRANSFORMS = Registry("transform", builtins=[
     "tinyverse.timeseries.transforms", "tinyverse.timeseries.transforms.framing", "tinyverse.timeseries.transforms.spectral",
     "tinyverse.timeseries.transforms.scaling", "tinyverse.timeseries.transforms.resampling", "tinyverse.timeseries.transforms.statistics",

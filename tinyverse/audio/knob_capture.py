@@ -1,6 +1,6 @@
 """Knob captures: one device recorded at several knob settings, as training data for knob-conditioned models.
 
-Three sources (``KnobCaptureDataset``):
+Three sources (``KnobCaptureDataset``, ``DATASETS["knob_capture"]``; which one is used follows from the paths given):
 
 (a) **one reamp pair per setting** — ``settings``: a CSV or YAML table with a ``file`` column (the output WAV,
     relative to the table) and one column per knob; every output is a recording of the shared ``input_path``.
@@ -35,6 +35,7 @@ from tinyverse.audio.dataset import CaptureData, LatencyResult, NamCaptureDatase
 from tinyverse.audio.knobs import KnobSet
 from tinyverse.audio.split import find_repeats
 from tinyverse.errors import DatasetError
+from tinyverse.registry import DATASETS
 
 __all__ = ["KnobCaptureData", "KnobCaptureDataset", "SettingCapture", "DEFAULT_KNOBS"]
 
@@ -119,6 +120,7 @@ def _read_table(path: Path) -> list[dict[str, Any]]:
     return rows
 
 
+@DATASETS.register("knob_capture", task="knob_modelling", modality="audio")
 class KnobCaptureDataset:
     """See the module docstring. ``knobs``: the knob declaration (``{gain: {min: 0, max: 10, default: 5},
     bright: {type: bool}}``; for generated captures each knob also names the device setting it ``controls`` and its

@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 
 from modelmaker.ai_modules import AI_MODULES
+from modelmaker.ai_modules.audio import knob_run
 from modelmaker.ai_modules.base import AIModule, RunContext
 from modelmaker.ai_modules.audio.constants import DEFAULT_MONITOR, MODALITY, TASK_TYPES
 from modelmaker.ai_modules.audio.quantization import qat_stage, quantization_summary
@@ -59,6 +60,7 @@ class AudioModule(AIModule):
         out += [KeyIssue(f"testing.{k}", "not used by the audio modality: a capture has no test split; the run "
                             "reports the ESR on the capture's validation block", "remove it")
                 for k in ("enable", "batch_size") if changed(cfg, f"testing.{k}")]
+        out += knob_run.knob_key_issues(cfg)  # a knob task with plain data or model, and what it cannot use yet
         if changed(cfg, "compilation.golden_vectors"):
             out.append(KeyIssue("compilation.golden_vectors", "not used by the audio modality: it writes no C "
                                    "golden vectors (each streaming export is verified block by block instead)",
@@ -112,8 +114,10 @@ class AudioModule(AIModule):
                                  "evaluate and export an untrained network; set compilation.model_path to a trained "
                                  "audio run's checkpoints/best.ckpt or a .nam file, or enable training")
         else:
-            model, args = self.build_model(cfg)
+            # a knob capture's model is built with its knob declaration
+            model, args = self.build_model(cfg, args=knob_run.knob_model_args(t.model_args, data))
             prep = Prepared(model=model, model_args=args, model_name=t.model_name)
+        knob_run.check_pairing(data, prep.model, prep.model_name)
         # An export the model cannot have (model contract: unavailable_exports) asked for by name: say so now.
         missing = getattr(prep.model, "unavailable_exports", dict)()
         asked = [e for e in (comp.exporters or []) if e in missing] if comp.enable else []
@@ -135,8 +139,10 @@ class AudioModule(AIModule):
         from tinyverse.devices import model_cost
 
         cfg, data, prepared, model = ctx.cfg, ctx.data, ctx.prepared, ctx.model
-        write_json(ctx.run_dir / "dataset.json", {"summary": data.summary(), "layout": data.layout.__dict__,
-                                                  "latency": data.latency.to_dict()})
+        knobbed = knob_run.is_knob_model(model)
+        if not knobbed:  # a knob run's dataset.json holds every setting's capture (knob_run.describe)
+            write_json(ctx.run_dir / "dataset.json", {"summary": data.summary(), "layout": data.layout.__dict__,
+                                                      "latency": data.latency.to_dict()})
         model_name = cfg.training.model_name or prepared.model_name
         rf = int(getattr(model, "receptive_field", 1))
         params = sum(p.numel() for p in model.parameters())
@@ -151,6 +157,8 @@ class AudioModule(AIModule):
         log.info("model %s: %s params, %s MAC/sample, receptive field %d", model_name, f"{cost['params']:,}",
                  "-" if cost["macs_per_sample"] is None else f"{cost['macs_per_sample']:,}", rf)
         ctx.extra.update(model_name=model_name, rf=rf, cost=cost)
+        if knobbed:
+            knob_run.describe(ctx)
 
     def train(self, ctx: RunContext) -> None:
         from tinyverse.registry import TASKS
@@ -159,15 +167,19 @@ class AudioModule(AIModule):
 
         cfg, run_dir, data, t = ctx.cfg, ctx.run_dir, ctx.data, ctx.cfg.training
         rf, sr = ctx.extra["rf"], data.sample_rate
-        Xv, Yv = data.validation(rf)
-        ctx.extra.update(Xv=Xv, Yv=Yv)
+        knobbed = knob_run.is_knob_model(ctx.model)
+        if not knobbed:  # a knob capture validates per setting (knob_run.training_arrays, knob_run.test)
+            Xv, Yv = data.validation(rf)
+            ctx.extra.update(Xv=Xv, Yv=Yv)
         if not t.enable:
             log.info("compile-only: %s as loaded from %s, not trained", ctx.extra["model_name"],
                      ctx.prepared.model_path)
             ctx.model = ctx.model.eval()
             return
         task_type = cfg.common.task_type
-        X, Y = data.windows(rf)
+        # (audio, target) windows, or a knob model's (audio, knobs, target) of every training setting
+        train_arrays, val_arrays = knob_run.training_arrays(data, rf) if knobbed else (data.windows(rf), (Xv, Yv))
+        Y, Yv = train_arrays[-1], val_arrays[-1]
         monitor, mode = (t.monitor, "min") if t.monitor else DEFAULT_MONITOR[task_type]
         level = {}
         if t.output_level_dbfs is not None:  # NAM's output normalisation (the task's key check allows it)
@@ -177,16 +189,16 @@ class AudioModule(AIModule):
             scale_for_output_level(ctx.model, output_gain(level["output_level_dbfs"], level["target_rms"]))
         task = TASKS.get(task_type)(model=ctx.model, optimizer=t.optimizer, learning_rate=t.learning_rate,
                                     weight_decay=t.weight_decay, lr_scheduler=t.lr_scheduler, epochs=t.epochs,
-                                    **level)
+                                    **({"sample_rate": sr} if knobbed else {}), **level)  # (a knob model's record)
         train_cfg = TrainConfig(
             epochs=t.epochs, batch_size=t.batch_size, seed=cfg.common.seed, accelerator=t.accelerator,
             devices=t.devices, num_nodes=t.num_nodes, strategy=t.strategy, precision=t.precision,
             early_stopping_patience=t.early_stopping_patience, monitor=monitor, monitor_mode=mode,
             num_workers=t.num_workers, progress_bar=cfg.common.verbose)
         log.info("training on %d windows of %d samples (%.1f s of audio), validating on %.1f s",
-                 len(X), Y.shape[1], Y.size / sr, Yv.size / sr)
+                 len(Y), Y.shape[1], Y.size / sr, Yv.size / sr)
         started = time.time()
-        result = fit(task, (X, Y), (Xv, Yv), run_dir, train_cfg,
+        result = fit(task, train_arrays, val_arrays, run_dir, train_cfg,
                      resume_from=run_dir / "checkpoints" / "last.ckpt" if ctx.resume else None)
         train_s = time.time() - started
         load_task_weights(task, result.best_checkpoint)
@@ -207,6 +219,9 @@ class AudioModule(AIModule):
         from tinyverse.audio.stream import StreamProcessor, process_file
         from tinyverse.audio.training import output_esrs
 
+        if knob_run.is_knob_model(ctx.model):  # ESR per setting, knob model file, snapshots (no model.nam)
+            self.report_blocks.update(knob_run.test(ctx))
+            return
         cfg, run_dir, data, model, summary = ctx.cfg, ctx.run_dir, ctx.data, ctx.model, ctx.summary
         rf, sr, model_name = ctx.extra["rf"], data.sample_rate, ctx.extra["model_name"]
         Xv, Yv = ctx.extra["Xv"], ctx.extra["Yv"]
@@ -259,6 +274,9 @@ class AudioModule(AIModule):
         the failed rows."""
         t = ctx.cfg.training
         try:
+            if knob_run.is_knob_model(ctx.model):  # (the config refuses QAT for knob models)
+                ctx.summary["compilation"] = knob_run.compile_exports(ctx, AUDIO_BLOCK)
+                return failed_rows(ctx.summary["compilation"]["rows"])
             qat = None
             if t.quantization == "qat" and t.qat_epochs > 0:  # model.nam and the listening files stay the float's
                 qat = qat_stage(ctx.cfg, ctx.model, ctx.data, ctx.extra["rf"], ctx.run_dir, ctx.extra["Xv"],
