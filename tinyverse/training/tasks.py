@@ -20,6 +20,7 @@ from torchmetrics.classification import MulticlassAccuracy
 
 from tinyverse.evaluation import Evaluation
 from tinyverse.training.augment import BatchAugment
+from tinyverse.training.distill import Distillation
 from tinyverse.registry import DATASETS, MODEL_REGISTRY, TASKS
 
 OptimizerName = Literal["adam", "adamw", "sgd"]
@@ -78,6 +79,9 @@ class TaskModule(L.LightningModule):
 
     # -- the task kind as the pipeline sees it. Classmethods: a compile-only run has outputs but no trained module.
     default_monitor: tuple[str, str] = ("val_loss", "min")  # (metric, "min"|"max") when training.monitor is unset
+    # Whether the runner may fit the inputs to the model (zero channels appended, series resampled to one length:
+    # tinyverse.timeseries.data.input_fit) without changing what the targets mean.
+    fits_input: bool = False
 
     @classmethod
     def evaluate(cls, outputs: dict[str, np.ndarray], data: Any) -> Evaluation | None:
@@ -200,10 +204,12 @@ class SupervisedTask(TaskModule):
 class ClassificationTask(SupervisedTask):
     """Cross-entropy classification; the model returns logits (N, K).
 
-    ``num_classes`` defaults to what the model says it predicts (see :func:`infer_num_classes`).
+    ``num_classes`` defaults to what the model says it predicts (see :func:`infer_num_classes`). ``teacher``: a
+    :class:`~tinyverse.training.distill.Distillation` whose soft targets join the labels in the training loss.
     """
 
     default_monitor = ("val_acc", "max")
+    fits_input = True  # a class label does not depend on the time axis or on added zero channels
 
     @classmethod
     def evaluate(cls, outputs: dict[str, np.ndarray], data: Any) -> Evaluation:
@@ -224,15 +230,21 @@ class ClassificationTask(SupervisedTask):
     def __init__(self, model: nn.Module, num_classes: int | None = None, *, optimizer: OptimizerName = "adam",
                  learning_rate: float = 1e-3, weight_decay: float = 0.0, momentum: float = 0.9,
                  lr_scheduler: SchedulerName = "cosine", epochs: int = 100, label_smoothing: float = 0.0,
-                 class_weights: list[float] | None = None, augmentation: dict[str, float] | None = None) -> None:
+                 class_weights: list[float] | None = None, augmentation: dict[str, float] | None = None,
+                 teacher: Distillation | None = None) -> None:
         super().__init__(model, optimizer=optimizer, learning_rate=learning_rate, weight_decay=weight_decay,
                          momentum=momentum, lr_scheduler=lr_scheduler, epochs=epochs)
         if num_classes is None:
             num_classes = infer_num_classes(model)
         if num_classes < 2:
             raise ValueError(f"num_classes must be >= 2, got {num_classes}")
-        self.save_hyperparameters(ignore=["model"])
+        self.save_hyperparameters(ignore=["model", "teacher"])
         self.hparams.num_classes = int(num_classes)  # the inferred value, so checkpoints record it
+        # Soft targets from a frozen teacher on the training batches (tinyverse.training.distill); not a submodule,
+        # so its weights stay out of the student's checkpoints.
+        self.distillation = teacher
+        if teacher is not None:
+            self.hparams.distillation = {"temperature": teacher.temperature, "alpha": teacher.alpha}
         # A buffer moves with the module across devices; persistent=False keeps it out of the state dict.
         weights = torch.tensor(class_weights, dtype=torch.float32) if class_weights is not None else None
         self.register_buffer("class_weights", weights, persistent=False)
@@ -248,9 +260,13 @@ class ClassificationTask(SupervisedTask):
         logits = self(x)
         loss = F.cross_entropy(logits, y, weight=self.class_weights,
                                label_smoothing=float(self.hparams.label_smoothing))
+        n = x.shape[0]
+        if stage == "train" and self.distillation is not None:  # validation and test stay on the labels alone
+            loss, soft = self.distillation.loss(logits, x, loss)
+            if soft is not None:
+                self.log("train_kd_loss", soft, on_step=False, on_epoch=True, batch_size=n, sync_dist=True)
         acc = getattr(self, f"{stage}_acc")
         acc(logits, y)
-        n = x.shape[0]
         self.log(f"{stage}_loss", loss, on_step=False, on_epoch=True, prog_bar=True, batch_size=n, sync_dist=True)
         # Passing the metric object lets torchmetrics compute and reset it at epoch end (and sync under DDP).
         self.log(f"{stage}_acc", acc, on_step=False, on_epoch=True, prog_bar=True, batch_size=n)

@@ -8,7 +8,9 @@ import numpy as np
 
 from modelmaker.ai_modules import AI_MODULES
 from modelmaker.ai_modules.base import AIModule, RunContext
+from modelmaker.ai_modules.keys import KeyIssue
 from modelmaker.ai_modules.timeseries import compilation as comp_stage
+from modelmaker.ai_modules.timeseries import distillation as distill
 from modelmaker.ai_modules.timeseries.constants import HIGHER_IS_BETTER_SUFFIXES, MODALITY, TASK_TYPES
 from modelmaker.ai_modules.timeseries.layout import as_nchw
 from modelmaker.config.errors import one_line
@@ -57,6 +59,27 @@ def check_single_input(model, model_name: str, data) -> None:
 class TimeSeriesModule(AIModule):
     name = MODALITY
     tasks = TASK_TYPES
+    fits_input = True  # dataset.input_channels / input_length (tinyverse.timeseries.data.input_fit)
+
+    @classmethod
+    def unused_keys(cls, cfg) -> list[KeyIssue]:
+        """Config combinations this modality refuses before any work: a teacher (never ships) as the model to ship,
+        a teacher without training."""
+        from tinyverse.models.roles import TEACHER, registered_role
+
+        t = cfg.training
+        out: list[KeyIssue] = []
+        if t.model_name and registered_role(t.model_name) == TEACHER and (
+                cfg.compilation.enable or cfg.common.target_device):
+            out.append(KeyIssue("training.model_name", f"{t.model_name} is a teacher: a float model that never ships, "
+                                   "so it is not checked against a device or exported",
+                                   f"distil it into a device model with training.teacher: {{model_name: "
+                                   f"{t.model_name}}}, or train it alone with compilation.enable: false and "
+                                   f"common.target_device: null"))
+        if t.teacher is not None and not t.enable:
+            out.append(KeyIssue("training.teacher", "distillation trains the student, but training.enable is false",
+                                "remove training.teacher, or enable training"))
+        return out
 
     def load_data(self, cfg):
         from modelmaker.ai_modules.timeseries.constants import TASK_CLASSIFICATION
@@ -68,6 +91,7 @@ class TimeSeriesModule(AIModule):
         source = f"dataset.name: {cfg.dataset.name}"
         check_finite(data, source)  # NaN in the raw data is named here, not found as a NaN loss in training
         data = self.apply_feature_extraction(cfg, data)
+        data = self.fit_input(cfg, data)
         fe = " -> ".join(data.info.get("feature_extraction", []))
         found = check_dataset(data, source, stage=f"feature_extraction ({fe})" if fe else "",
                               need_test=cfg.testing.enable or cfg.compilation.enable,
@@ -98,6 +122,48 @@ class TimeSeriesModule(AIModule):
         return dataclasses.replace(data, X_train=splits["train"], X_val=splits["val"], X_test=splits["test"],
                                    info=info)
 
+    def fit_input(self, cfg, data):
+        """Zero channels and a resampled length so the configured model (and common.target_device) accept the data
+        (dataset.input_channels / input_length); a task whose targets depend on the input's shape keeps it as is. A
+        compile-only run is fitted to its model file's input in ``prepare``."""
+        from tinyverse.registry import TASKS
+        from tinyverse.timeseries.data.input_fit import apply_input_fit, choose_input_fit
+
+        ds, t = cfg.dataset, cfg.training
+        if not getattr(TASKS.get(cfg.common.task_type), "fits_input", False) or cfg.compilation.model_path \
+                or not t.model_name:
+            return data
+        channels, length = ds.input_channels, ds.input_length
+        pinned = t.model_args.get("input_shape")
+        if pinned is not None:  # the model's input was set by hand: fit the data to it
+            channels = channels if isinstance(channels, int) else int(pinned[0])
+            length = length if isinstance(length, int) else int(pinned[1])
+        fit = choose_input_fit(data, channels, length, self.input_acceptor(cfg, data))
+        if fit.changed:
+            log.info("input fit: %s", fit.describe())
+        return apply_input_fit(data, fit)
+
+    def input_acceptor(self, cfg, data):
+        """``accepts(channels, length)``: the problems of the configured model on that input (it cannot be built, or
+        it breaks a rule or budget of common.target_device); [] when it is fine."""
+        from tinyverse.devices import check_model
+        from tinyverse.models import create_model, model_arguments
+
+        name, device = cfg.training.model_name, cfg.common.target_device
+        accepted = model_arguments(name)
+        args = dict(cfg.training.model_args)
+        if "num_classes" in accepted and data.is_classification:
+            args.setdefault("num_classes", data.num_classes)
+
+        def accepts(channels: int, length: int) -> list[str]:
+            try:
+                model = create_model(name, **{**args, "input_shape": [channels, length]})
+            except Exception as err:  # noqa: BLE001 - a shape the zoo function cannot take is a problem to avoid
+                return [one_line(str(err))]
+            return check_model(model, device).violations if device and getattr(model, "spec", None) else []
+
+        return accepts if "input_shape" in accepted else None
+
     def build_model(self, cfg, data):
         from tinyverse.models import create_model, model_arguments
 
@@ -118,14 +184,63 @@ class TimeSeriesModule(AIModule):
         """The model (built, or loaded from compilation.model_path) and its device check, before the run folder."""
         from tinyverse.timeseries.data.checks import check_length
 
+        from tinyverse.layers import SpecError
+        from tinyverse.models.roles import never_ships
+
+        if cfg.compilation.model_path and data is not None:
+            self.fit_input_to_file(cfg, data)
         prepared = comp_stage.prepare(self, cfg, data)
         if prepared.source == "checkpoint":  # rebuilt from its model_spec.yaml, not by build_model
             check_single_input(prepared.model, prepared.model_name or "compilation.model_path", data)
+            if never_ships(prepared.model):
+                raise SpecError(f"compilation.model_path: {prepared.model_name} is a teacher "
+                                f"({never_ships(prepared.model)}); compile the student it trained instead")
+        self.teacher = distill.prepare_teacher(cfg, data, lambda name, args: self.build_teacher(cfg, name, args)) \
+            if data is not None else None
         receptive_field = getattr(prepared.model, "receptive_field", None)
         if receptive_field and data is not None:  # shorter series would be mostly padding
             check_length(data, int(receptive_field), f"the receptive field of {prepared.model_name or 'the model'}",
                          f"dataset.name: {cfg.dataset.name}")
         return prepared
+
+    def build_teacher(self, cfg, name: str, args: dict[str, Any]):
+        """``create_model`` for training.teacher; arguments it cannot use are one line naming the key."""
+        from tinyverse.layers import SpecError
+        from tinyverse.models import create_model
+
+        try:
+            return create_model(name, **args)
+        except (TypeError, ValueError, SpecError) as err:
+            given = ", ".join(f"{k}={v!r}" for k, v in args.items())
+            raise SpecError(f"training.teacher.model_name: {name} cannot be built from {given}: "
+                            f"{one_line(str(err))}") from None
+
+    def fit_input_to_file(self, cfg, data) -> None:
+        """Compile-only: fit the data (in place) to the input of the model file's spec, as its training run did."""
+        from pathlib import Path
+
+        from tinyverse.models import ModelSpec
+        from tinyverse.registry import TASKS
+        from tinyverse.timeseries.data.input_fit import apply_input_fit, choose_input_fit
+
+        path = Path(cfg.compilation.model_path)
+        spec_file = next((f / "model_spec.yaml" for f in (path.parent, path.parent.parent)
+                          if (f / "model_spec.yaml").is_file()), None)
+        if spec_file is None or path.suffix.lower() == ".onnx" or \
+                not getattr(TASKS.get(cfg.common.task_type), "fits_input", False):
+            return
+        shape = next(iter(ModelSpec.from_yaml(spec_file).inputs.values()))
+        want = (int(shape[0]), int(shape[1]))
+        if want == tuple(data.input_shape):
+            return
+        auto = lambda v, w: w if v == "auto" else v  # noqa: E731 - "auto" means: what the model file takes
+        fit = choose_input_fit(data, auto(cfg.dataset.input_channels, want[0]), auto(cfg.dataset.input_length,
+                                                                                   want[1]))
+        fitted = apply_input_fit(data, fit)
+        for split in ("train", "val", "test"):
+            setattr(data, f"X_{split}", getattr(fitted, f"X_{split}"))
+        data.info = fitted.info
+        log.info("input fit (to %s): %s", spec_file, fit.describe())
 
     # -- the stages (modelmaker.ai_modules.base.AIModule.run calls them in order) ----------------------------------
     def describe(self, ctx: RunContext) -> None:
@@ -158,6 +273,11 @@ class TimeSeriesModule(AIModule):
                      cfg.training.model_name)
         if getattr(model, "receptive_field", None) is not None:
             summary["model"]["receptive_field"] = int(model.receptive_field)
+        if data.info.get("input_fit"):  # what device code must do to its raw series, too
+            from tinyverse.timeseries.data.input_fit import InputFit
+
+            summary["input"] = {**data.info["input_fit"],
+                                "description": InputFit(**data.info["input_fit"]).describe()}
         ctx.extra["X"] = {s: as_nchw(getattr(data, f"X_{s}")) for s in ("train", "val", "test")}
         ctx.extra["y"] = {s: getattr(data, f"y_{s}") for s in ("train", "val", "test")}
 
@@ -170,10 +290,10 @@ class TimeSeriesModule(AIModule):
             return
         cfg, run_dir, data, t = ctx.cfg, ctx.run_dir, ctx.data, ctx.cfg.training
         X, y = ctx.extra["X"], ctx.extra["y"]
-        task = build_task(cfg.common.task_type, ctx.model, optimizer=t.optimizer, learning_rate=t.learning_rate,
-                          weight_decay=t.weight_decay, lr_scheduler=t.lr_scheduler, epochs=t.epochs,
-                          label_smoothing=t.label_smoothing, num_classes=data.num_classes or None, loss=t.loss,
-                          augmentation=t.augmentation.model_dump())
+        task_kwargs = dict(optimizer=t.optimizer, learning_rate=t.learning_rate, weight_decay=t.weight_decay,
+                           lr_scheduler=t.lr_scheduler, epochs=t.epochs, label_smoothing=t.label_smoothing,
+                           num_classes=data.num_classes or None, loss=t.loss, augmentation=t.augmentation.model_dump())
+        task = build_task(cfg.common.task_type, ctx.model, **task_kwargs)
         monitor, mode = (t.monitor, "max" if t.monitor.endswith(HIGHER_IS_BETTER_SUFFIXES) else "min") \
             if t.monitor else getattr(task, "default_monitor", ("val_loss", "min"))
         train_cfg = TrainConfig(
@@ -182,6 +302,9 @@ class TimeSeriesModule(AIModule):
             early_stopping_patience=t.early_stopping_patience, monitor=monitor, monitor_mode=mode,
             num_workers=t.num_workers, progress_bar=cfg.common.verbose)
         has_val = len(y["val"]) > 0
+        if t.enable and getattr(self, "teacher", None) is not None:  # train (or load) it, then the student learns from it
+            teacher = distill.teacher_stage(ctx, self.teacher, task_kwargs, train_cfg)
+            task = build_task(cfg.common.task_type, ctx.model, **task_kwargs, teacher=teacher)
         if t.enable:
             result = fit(task, (X["train"], y["train"]), (X["val"], y["val"]) if has_val else None, run_dir,
                          train_cfg, resume_from=run_dir / "checkpoints" / "last.ckpt" if ctx.resume else None)
@@ -229,6 +352,13 @@ class TimeSeriesModule(AIModule):
         comp_stage.report_blocks(self, getattr(model, "spec", None), ctx.prepared.device_report)
         if ctx.prepared.device_report is not None:
             summary["device"] = ctx.prepared.device_report.to_dict()
+        if summary.get("input", {}).get("description") and (summary["input"]["zero_channels"]
+                                                            or summary["input"]["resampled"]):
+            self.report_blocks["Input"] = (f"{summary['input']['description']}. Device code does the same to its raw "
+                                           f"series before calling the model (dataset.json: info.input_fit).")
+        if cfg.testing.enable:
+            distill.record_student(ctx)
+        self.distillation_block(summary, run_dir)
 
     def compile(self, ctx: RunContext) -> list[str]:
         """Quantize (PTQ or QAT), export, verify every artifact, check the device; the failed rows."""
@@ -244,4 +374,12 @@ class TimeSeriesModule(AIModule):
         ctx.model, failures = comp_stage.compile_stage(self, cfg, run_dir, ctx.model, ctx.extra["X"], ctx.extra["y"],
                                                        ctx.summary, ctx.extra["task"], ctx.data,
                                                        ctx.extra["evaluation"], ctx.extra["outputs"])
+        distill.record_int8(ctx.summary)
+        self.distillation_block(ctx.summary, run_dir)
         return failures
+
+    def distillation_block(self, summary: dict[str, Any], run_dir) -> None:
+        block = distill.report_block(summary)
+        if block:
+            self.report_blocks["Distillation"] = block
+            distill.write_summary_file(run_dir, summary)
