@@ -1,7 +1,8 @@
 """Pipeline side of the compilation stage, common to every modality.
 
 - ``precheck_device``: the model against ``common.target_device`` before training (strict → ``DeviceCheckError``,
-  raised before the run folder exists; otherwise warnings);
+  raised before the run folder exists, naming the zoo entries that do fit when the caller can list them; otherwise
+  warnings); ``target_device`` is that profile with ``common.latency_budget_ms`` applied;
 - ``write_device_check``: ``device_check.md`` / ``.json`` in the run folder;
 - ``load_model_file``: compile-only mode, a model someone already has (``compilation.model_path``): a Lightning
   checkpoint or state dict of ours (rebuilt from the ``model_spec.yaml`` next to it, or from
@@ -61,11 +62,28 @@ class Prepared:
         return getattr(self.model, "spec", None)
 
 
-def precheck_device(model, device: str | None, strict: bool, model_name: str = "model",
-                    sample_rate: int | None = None):
+def target_device(cfg):
+    """``common.target_device`` as the checks use it: the name (or YAML path) as given, or — when
+    ``common.latency_budget_ms`` is set — that profile with the budget (``tinyverse.devices.latency.with_budget``).
+    None without a device."""
+    device = cfg.common.target_device
+    budget = getattr(cfg.common, "latency_budget_ms", None)
+    if device is None or budget is None:
+        return device
+    from tinyverse.devices import get_device
+    from tinyverse.devices.latency import with_budget
+
+    return with_budget(get_device(device), budget)
+
+
+def precheck_device(model, device, strict: bool, model_name: str = "model",
+                    sample_rate: int | None = None, alternatives=None):
     """``tinyverse.devices.check_model`` before training, the one device check of every modality: a spec (or a
     model with one) layer by layer, a streaming model (NAM) by its own cost per sample at ``sample_rate``. A model
     that does not fit fails here when ``strict`` (``DeviceCheckError``, before the run folder exists).
+
+    ``alternatives(profile) -> list[str]``: the zoo entries that would fit instead (e.g. ``CLS_1k_NPU (0.6 ms)``),
+    named in the error when the model does not fit.
 
     Returns the DeviceReport (None without a device, a model, or a model no device rule can read).
     """
@@ -82,13 +100,21 @@ def precheck_device(model, device: str | None, strict: bool, model_name: str = "
         totals = report.totals
         macs = f"{totals['macs']:,} MACs" if totals.get("macs") is not None else \
             f"{totals.get('macs_per_sample', 0):,} MACs/sample"
-        log.info("device check: %s fits %s (flash ~%s B, RAM ~%s B, %s)", model_name, report.device,
-                 f"{totals.get('flash_bytes') or 0:,}", f"{totals.get('ram_bytes') or 0:,}", macs)
+        latency = f", ~{totals['latency_ms']:.3g} ms" if totals.get("latency_ms") is not None else ""
+        log.info("device check: %s fits %s (flash ~%s B, RAM ~%s B, %s%s)", model_name, report.device,
+                 f"{totals.get('flash_bytes') or 0:,}", f"{totals.get('ram_bytes') or 0:,}", macs, latency)
         return report
     head = (f"{model_name} does not fit {report.device} ({len(report.violations)} violation"
             f"{'s' if len(report.violations) != 1 else ''}; set compilation.strict: false to train anyway):")
     if strict:
-        raise DeviceCheckError("\n".join([head] + [f"  - {v}" for v in report.violations]))
+        lines = [head] + [f"  - {v}" for v in report.violations]
+        if alternatives is not None:
+            from tinyverse.devices import get_device
+
+            fitting = alternatives(get_device(device))
+            lines.append(f"  zoo entries that fit {report.device} with this input: {', '.join(fitting)}" if fitting
+                         else f"  no zoo entry of this task fits {report.device} with this input")
+        raise DeviceCheckError("\n".join(lines))
     log.warning("device check: %s does not fit %s (compilation.strict: false, going on):", model_name, report.device)
     for v in report.violations:
         log.warning("  - %s", v)

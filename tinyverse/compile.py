@@ -287,6 +287,14 @@ def _device_report(spec: ModelSpec | None, profile: DeviceProfile, info: dict[st
         elif vela.get("ok") and vela.get("cpu_operators"):
             rep.notes.append(f"vela placed {vela['cpu_operators']} operator(s) on the CPU: "
                              + "; ".join(vela.get("cpu_fallback", [])[:5]))
+        if vela.get("ok") and vela.get("inference_time") is not None:
+            # vela's own estimate replaces the cost model's for the NPU part once the .tflite exists
+            vela_ms = 1e3 * float(vela["inference_time"])
+            rep.measured["vela_latency_ms"] = round(vela_ms, 6)
+            budget = rep.budgets.get("latency_ms")
+            if budget is not None and vela_ms > budget:
+                rep.add_violation(f"latency: vela estimates {vela_ms:.3g} ms per inference on {profile.name}, over "
+                                  f"the {budget:g} ms budget → pick a smaller model or a shorter input")
     return rep
 
 

@@ -84,6 +84,7 @@ def main(args: argparse.Namespace) -> int:
 def _report(args: argparse.Namespace, model) -> int:
     from tinyverse.devices import check_model
     from tinyverse.devices.check import BUDGET_KEYS
+    from tinyverse.devices.latency import fmt_ms
     from tinyverse.models.roles import never_ships
 
     # One check for every model: a spec layer by layer, a streaming (audio) model per sample at --sample-rate.
@@ -96,11 +97,15 @@ def _report(args: argparse.Namespace, model) -> int:
         print(json.dumps({**report.to_dict(), **({"never_ships": teacher} if teacher else {})}, indent=2))
         return 0 if report.fits and not teacher else 1
     print(f"{args.model} (input {shape}) on {report.device} ({report.kind})\n")
+    timed = any(lc.latency_ms is not None for lc in report.layers)
     rows = [[lc.layer, lc.type, lc.op_class, lc.placement, f"{lc.params:,}", f"{lc.macs:,}",
+             *([fmt_ms(None if lc.latency_ms is None else 1e3 * lc.latency_ms)] if timed else []),
              "; ".join(lc.reasons) if lc.reasons else "ok"] for lc in report.layers]
-    print_table(["layer", "type", "op class", "runs on", "params", "MACs", "why / fix"], rows)
+    print_table(["layer", "type", "op class", "runs on", "params", "MACs", *(["est. µs"] if timed else []),
+                 "why / fix"], rows)
     print()
-    budget_rows = [[key, _fmt(report.totals.get(key)), _fmt(report.budgets.get(key))]
+    num = lambda key: fmt_ms if key == "latency_ms" else _fmt  # noqa: E731
+    budget_rows = [[key, num(key)(report.totals.get(key)), num(key)(report.budgets.get(key))]
                    for key in BUDGET_KEYS if key in report.totals or key in report.budgets]
     print_table(["budget", "estimate", "limit"], budget_rows)
     if report.choices:  # a container: every submodel's fit; the tables above are the picked (or smallest) one's

@@ -19,6 +19,15 @@ def _kb(n: int | None) -> str:
     return f"{n // 1024:,} KB" if n < 1024 * 1024 or n % (1024 * 1024) else f"{n // (1024 * 1024):,} MB"
 
 
+def _latency(p) -> str:
+    """The cost model in a word: its clock (or throughput), and the budget if the profile sets one."""
+    lat = p.latency
+    if lat is None:
+        return "-"
+    what = f"{lat.clock_hz / 1e6:g} MHz" if lat.clock_hz else "MAC/s"
+    return what + (f", budget {lat.budget_ms:g} ms" if lat.budget_ms is not None else "")
+
+
 def main(args: argparse.Namespace) -> int:
     from tinyverse.devices import DEVICES
 
@@ -27,8 +36,8 @@ def main(args: argparse.Namespace) -> int:
         print(json.dumps([p.model_dump() for p in profiles], indent=2, default=str))
         return 0
     rows = [[p.name, p.kind, _kb(p.flash_bytes), _kb(p.ram_bytes),
-             "-" if p.max_macs_per_inference is None else f"{p.max_macs_per_inference:,}", p.source, p.description]
-            for p in profiles]
-    print_table(["device", "kind", "flash", "RAM", "max MACs", "source", "description"], rows)
+             "-" if p.max_macs_per_inference is None else f"{p.max_macs_per_inference:,}", _latency(p), p.source,
+             p.description] for p in profiles]
+    print_table(["device", "kind", "flash", "RAM", "max MACs", "latency model", "source", "description"], rows)
     print(f"\n{len(rows)} device profiles; use one as common.target_device or `modelmaker check MODEL --device NAME`")
     return 0

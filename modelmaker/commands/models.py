@@ -13,14 +13,15 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--exclude", help="wildcard to leave out")
     p.add_argument("--input-shape", type=parse_shape, help="channels,length (default: each model's default)")
     p.add_argument("--num-classes", type=int)
-    p.add_argument("--device", help="also check each model against this device profile (name or YAML): est. flash/RAM "
-                   "and whether it fits")
+    p.add_argument("--device", help="also check each model against this device profile (name or YAML): est. flash/RAM, "
+                   "est. latency (ms at the profile's clock; audio: per block) and whether it fits")
     p.add_argument("--fits-only", action="store_true", help="with --device: list only the models that fit")
     p.set_defaults(func=main)
 
 
 def main(args: argparse.Namespace) -> int:
     from tinyverse.devices import check_model, model_cost
+    from tinyverse.devices.latency import fmt_ms
     from tinyverse.models import create_model, list_models, model_arguments
     from tinyverse.models.roles import TEACHER
     from tinyverse.registry import MODEL_REGISTRY
@@ -40,7 +41,7 @@ def main(args: argparse.Namespace) -> int:
             model = create_model(name, **kwargs)
         except Exception as err:  # a model that cannot take this input shape is listed, not fatal
             if not args.fits_only:
-                rows.append([name, entry.metadata.get("task", "-"), "-", "-", *(["-", "-"] if args.device else []),
+                rows.append([name, entry.metadata.get("task", "-"), "-", "-", *(["-", "-", "-"] if args.device else []),
                              "-", f"error: {err}", entry.source])
             continue
         spec = getattr(model, "spec", None)
@@ -59,24 +60,28 @@ def main(args: argparse.Namespace) -> int:
             if args.fits_only:
                 continue
         if args.device:
-            est = ["-", "-"]
+            est = ["-", "-", "-"]
             if not teacher and (spec is not None or cost is not None):
                 # the check a run does before training (tinyverse.devices.check_model): for a spec int8 weights +
                 # runtime and peak activations; for a streaming model its weights and streaming state
                 report = check_model(spec if spec is not None else model, args.device, model_name=name)
                 fit = ("fits" + (f" ({report.picked})" if report.picked else "")) if report.fits else \
                     f"no: {report.violations[0]}"
-                est = [f"{report.totals['flash_bytes']:,}", f"{report.totals['ram_bytes']:,}"]
+                est = [f"{report.totals['flash_bytes']:,}", f"{report.totals['ram_bytes']:,}",
+                       fmt_ms(report.totals.get("latency_ms"))]
                 if args.fits_only and not report.fits:
                     continue
             elif args.fits_only:
                 continue
         note = f"rf {cost['receptive_field']:,}" if per_sample else ""  # a streaming model's receptive field (samples)
         rows.append([name, entry.metadata.get("task", "-"), f"{params:,}", macs, *est, fit, note, entry.source])
-    header = ["model", "task", "params", "MACs", *(["est. flash (B)", "est. RAM (B)"] if args.device else []),
+    header = ["model", "task", "params", "MACs", *(["est. flash (B)", "est. RAM (B)", "est. ms"] if args.device else []),
               f"fits {args.device}" if args.device else "device", "note", "source"]
     print_table(header, rows)
     shape = "x".join(map(str, args.input_shape)) if args.input_shape else "each model's default"
     print(f"\n{len(rows)} models; MACs per inference for input {shape}"
           + ("; streaming (audio) models: MACs per output sample" if streaming else ""))
+    if args.device:
+        print(f"est. ms: latency per inference from the cost model of {args.device} (streaming models: per processing "
+              f"block); `modelmaker check MODEL --device {args.device}` shows it per layer with its sources")
     return 0

@@ -188,6 +188,9 @@ class CommonSection(StrictModel):
     task_type: str = "classification"
     modality: str = "timeseries"  # an AI_MODULES name (built-in or registered by an extension)
     target_device: str | None = None
+    # ms per inference (audio: per processing block) the device's cost model may estimate; over it the device check
+    # fails like a flash or RAM budget (it replaces the profile's own latency.budget_ms)
+    latency_budget_ms: float | None = Field(None, gt=0)
     run_name: str = "{date}-{time}_{model_name}"
     projects_path: str = "./projects"
     seed: int = Field(42, ge=0, le=2**32 - 1)  # Lightning's seed_everything range
@@ -227,6 +230,13 @@ class CommonSection(StrictModel):
             return str(path)
         registered(DEVICES, v, "")
         return v
+
+    @model_validator(mode="after")
+    def _budget_needs_device(self) -> "CommonSection":
+        if self.latency_budget_ms is not None and self.target_device is None:
+            raise config_error("a latency budget needs a device to estimate against", "latency_budget_ms",
+                               "set common.target_device (`modelmaker devices`), or remove the budget")
+        return self
 
     @field_validator("run_name")
     @classmethod

@@ -11,6 +11,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from tinyverse.devices.latency import apply_estimate, estimate_layers, estimate_stream, fmt_ms
 from tinyverse.devices.profile import DeviceProfile, FieldRule, load_device_profile
 from tinyverse.layers.base import LayerOp, numel
 from tinyverse.models.contract import SizeChoices
@@ -19,7 +20,7 @@ from tinyverse.registry import DEVICES
 
 CONV_CLASSES = ("FCONV", "GCONV", "DWCONV", "PWCONV")
 # Budget rows of a report: per-inference models count MACs per inference, streaming models per output sample.
-BUDGET_KEYS = ("flash_bytes", "ram_bytes", "macs", "macs_per_sample")
+BUDGET_KEYS = ("flash_bytes", "ram_bytes", "macs", "macs_per_sample", "latency_ms")
 
 
 class UncheckableModel(TypeError):
@@ -81,6 +82,7 @@ class LayerCheck:
     macs: int
     weight_bytes: int
     out_shape: list[int]
+    latency_ms: float | None = None  # estimated by the profile's cost model (tinyverse.devices.latency)
 
     @property
     def line(self) -> str:
@@ -131,7 +133,8 @@ class DeviceReport:
         out += ["", "| budget | estimate | limit |", "|---|---:|---:|"]
         for key in [k for k in BUDGET_KEYS if k in self.totals or k in self.budgets]:
             est, lim = self.totals.get(key), self.budgets.get(key)
-            out.append(f"| {key} | {'-' if est is None else f'{est:,}'} | {'-' if lim is None else f'{lim:,}'} |")
+            num = fmt_ms if key == "latency_ms" else _num
+            out.append(f"| {key} | {num(est)} | {num(lim)} |")
         for key, val in self.measured.items():
             out.append(f"| measured {key} | {val if not isinstance(val, int) else f'{val:,}'} | |")
         if self.choices:
@@ -200,6 +203,7 @@ def check_spec(spec: ModelSpec, profile: DeviceProfile | str | Path) -> DeviceRe
     notes: list[str] = []
     flash = 0
     scratch = 0
+    costed: list[tuple[str, str, list]] = []  # (layer, placement, [(class, op)]) for the latency estimate
     for name, info in spec.info.items():
         reasons: list[str] = []
         placement = profile.accelerator
@@ -239,6 +243,7 @@ def check_spec(spec: ModelSpec, profile: DeviceProfile | str | Path) -> DeviceRe
             reasons.append(f"falls back to the CPU on {profile.name}")
         layers.append(LayerCheck(name, info.layer.type_name(), "+".join(dict.fromkeys(checked)) or "-", placement,
                                  reasons, info.params, info.macs, wbytes, list(info.out_shape)))
+        costed.append((name, placement, list(zip(checked, info.ops))))
     peak, peak_at = _peak_ram(spec)
     flash_total = flash + profile.flash_overhead_bytes
     ram_total = peak + scratch + profile.ram_overhead_bytes
@@ -260,7 +265,9 @@ def check_spec(spec: ModelSpec, profile: DeviceProfile | str | Path) -> DeviceRe
     cpu = [lc.layer for lc in layers if lc.placement == "CPU"]
     if cpu and profile.kind in ("npu_mcu", "npu"):
         notes.append(f"{len(cpu)} layer(s) run on the CPU: {', '.join(cpu)}")
-    return DeviceReport(profile.name, profile.kind, spec.name or "model", layers, totals, budgets, violations, notes)
+    report = DeviceReport(profile.name, profile.kind, spec.name or "model", layers, totals, budgets, violations, notes)
+    apply_estimate(report, profile, estimate_layers(profile, costed))
+    return report
 
 
 def check_tflite_ops(ops: list[str], profile: DeviceProfile | str) -> list[str]:
@@ -436,5 +443,9 @@ def check_cost(cost: dict[str, Any], profile: DeviceProfile | str | Path, *, sam
     totals: dict[str, Any] = {"params": params, key: macs, "flash_bytes": weight_bytes, "ram_bytes": state_bytes,
                               "weights_bytes": weight_bytes, "state_bytes": state_bytes}
     budgets: dict[str, Any] = {"flash_bytes": profile.flash_bytes, "ram_bytes": profile.ram_bytes, key: budget}
-    return DeviceReport(device=profile.name, kind=profile.kind, model=model_name, layers=layers, totals=totals,
-                        budgets=budgets, violations=violations, notes=notes)
+    report = DeviceReport(device=profile.name, kind=profile.kind, model=model_name, layers=layers, totals=totals,
+                          budgets=budgets, violations=violations, notes=notes)
+    if layers:  # the model's cost sits on its first op
+        apply_estimate(report, profile, estimate_stream(profile, cost, layers[0].op_class, layers[0].placement,
+                                                        sample_rate=sample_rate))
+    return report

@@ -5,7 +5,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 
 class ProfileError(ValueError):
@@ -43,6 +43,54 @@ class Reclassify(BaseModel):
         return data
 
 
+class OpRate(BaseModel):
+    """How fast one op class runs on an engine of the device (see :class:`LatencyModel`), with where the figure
+    comes from. ``macs_per_cycle`` needs the model's ``clock_hz``; ``macs_per_second`` does not (a DSP whose clock
+    and IPC are not published). For ops without multiplies (pools, Add, ReLU) the MACs are the values the spec
+    counts for them. ``.inf`` makes an op free (fused into the op before it)."""
+
+    model_config = ConfigDict(extra="forbid")
+    macs_per_cycle: float | None = Field(None, gt=0)
+    macs_per_second: float | None = Field(None, gt=0)
+    overhead_cycles: float = Field(0.0, ge=0)  # fixed cost per op (setup, requantisation, the op's last block)
+    overhead_cycles_per_channel: float = Field(0.0, ge=0)  # fixed cost per output channel of the op
+    source: str  # document, table and version the figure was read or derived from
+
+    @model_validator(mode="after")
+    def _one_rate(self) -> "OpRate":
+        if (self.macs_per_cycle is None) == (self.macs_per_second is None):
+            raise ValueError("give exactly one of macs_per_cycle and macs_per_second")
+        return self
+
+
+class LatencyModel(BaseModel):
+    """A device's cost model: the time of an op is ``overhead_cycles / clock + MACs / rate`` on the engine it is placed
+    on (``native``: the accelerator, or a plain MCU's runtime kernels, or a pedal's DSP; ``cpu``: ops an NPU leaves to
+    the host CPU). Keys are op classes; ``"*"`` covers the classes not listed. Estimates are ms per inference at
+    ``clock_hz`` (per block of ``block_samples`` for a streaming audio model, whose real-time deadline is the block's
+    duration)."""
+
+    model_config = ConfigDict(extra="forbid")
+    clock_hz: float | None = Field(None, gt=0)
+    clock_source: str = ""
+    cpu_clock_hz: float | None = Field(None, gt=0)  # the host CPU, when it is clocked apart from the accelerator
+    native: dict[str, OpRate]
+    cpu: dict[str, OpRate] = {}
+    budget_ms: float | None = Field(None, gt=0)  # an inference over this fails the device check
+    block_samples: int = Field(64, ge=1)  # streaming audio: samples per processing block
+    notes: list[str] = []
+
+    @model_validator(mode="after")
+    def _clocks(self) -> "LatencyModel":
+        for engine, rates, clock in (("native", self.native, self.clock_hz),
+                                     ("cpu", self.cpu, self.cpu_clock_hz or self.clock_hz)):
+            cyc = [k for k, r in rates.items()
+                   if r.macs_per_cycle is not None or r.overhead_cycles or r.overhead_cycles_per_channel]
+            if cyc and clock is None:
+                raise ValueError(f"{engine}.{cyc[0]} counts cycles: set clock_hz")
+        return self
+
+
 class DeviceProfile(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -73,6 +121,8 @@ class DeviceProfile(BaseModel):
     op_class_tflite: dict[str, list[str]] = {}
     #: an external compiler to run on the int8 file (e.g. vela for Ethos-U)
     compiler: dict[str, Any] | None = None
+    #: cycles (or MACs/s) per op class, with sources: estimated latency, and an optional latency budget
+    latency: LatencyModel | None = None
     source: str = "builtin"
 
     @property

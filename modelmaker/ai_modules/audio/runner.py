@@ -16,7 +16,7 @@ from modelmaker.ai_modules.base import AIModule, RunContext
 from modelmaker.ai_modules.audio.constants import DEFAULT_MONITOR, MODALITY, TASK_TYPES
 from modelmaker.ai_modules.audio.quantization import qat_stage, quantization_summary
 from modelmaker.ai_modules.keys import KeyIssue, changed
-from modelmaker.compilation import ModelFileError, Prepared, precheck_device
+from modelmaker.compilation import ModelFileError, Prepared, precheck_device, target_device
 from modelmaker.config.errors import one_line
 from modelmaker.run_folder import write_json
 from tinyverse.verification import failed_rows
@@ -124,7 +124,7 @@ class AudioModule(AIModule):
         if asked:
             raise ModelFileError(f"compilation.exporters: {asked[0]} is not available for {prep.model_name}: "
                                  f"{missing[asked[0]]}; remove it (the default exporters leave it out)")
-        prep.device_report = precheck_device(prep.model, cfg.common.target_device, comp.strict,
+        prep.device_report = precheck_device(prep.model, target_device(cfg), comp.strict,
                                              prep.model_name or "model", sample_rate=data.sample_rate)
         return prep
 

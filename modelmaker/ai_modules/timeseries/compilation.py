@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 
 from modelmaker.compilation import (ModelFileError, Prepared, compile_onnx_file, load_model_file, onnx_outputs,
-                                    precheck_device, write_device_check)
+                                    precheck_device, target_device, write_device_check)
 from modelmaker.ai_modules.timeseries.layout import as_nchw
 from modelmaker.run_folder import write_json
 
@@ -42,9 +42,19 @@ def prepare(module, cfg, data) -> Prepared:
     else:
         model, args = module.build_model(cfg, data)
         prep = Prepared(model=model, model_args=args, model_name=t.model_name)
-    prep.device_report = precheck_device(prep.model, cfg.common.target_device, comp.strict,
-                                         prep.model_name or "model")
+    built = {k: v for k, v in prep.model_args.items() if k in ("input_shape", "num_classes", "num_outputs")}
+    prep.device_report = precheck_device(
+        prep.model, target_device(cfg), comp.strict, prep.model_name or "model",
+        alternatives=(lambda profile: zoo_alternatives(cfg, profile, built)) if prep.source == "zoo" else None)
     return prep
+
+
+def zoo_alternatives(cfg, profile, args: dict) -> list[str]:
+    """The zoo entries of the run's task that fit ``profile`` for the same input and outputs (``args``: input_shape,
+    num_classes / num_outputs as the data gave them), each with its estimated latency."""
+    from tinyverse.devices.fitting import fitting_entries
+
+    return [row.label for row in fitting_entries(profile, args, task=cfg.common.task_type) if row.fits]
 
 
 def split_outputs(model, X: dict, batch_size: int) -> dict[str, np.ndarray]:
@@ -155,7 +165,7 @@ def compile_stage(module, cfg, run_dir: Path, model, X: dict, y: dict, summary: 
     log.info("compiling: %s, calibration on %d training samples, device %s", ", ".join(exporters), len(calib),
              cfg.common.target_device or "-")
     rep = compile_model(model, getattr(model, "spec", None), run_dir, calib, X["test"], None, metric=metric,
-                        device=cfg.common.target_device, exporters=exporters, golden_vectors=comp.golden_vectors,
+                        device=target_device(cfg), exporters=exporters, golden_vectors=comp.golden_vectors,
                         reference_outputs=ref, float_onnx=_reusable_float_onnx(run_dir, qat_float is None),
                         metric_fn=metric_fn, header_defines=defines, header_notes=notes,
                         tolerances=comp.tolerances, higher_is_better=_higher_is_better(evaluation),
@@ -247,7 +257,7 @@ def run_onnx_file(module, cfg, run_dir: Path, data, prep: Prepared, summary: dic
         summary["test"] = evaluation.to_dict()
     metric, metric_fn = _verification_metric(evaluation)
     calib = _calibration(X["train"], comp.calibration_samples, cfg.common.seed)
-    rep = compile_onnx_file(prep.model_path, run_dir, calib, X["test"], None, metric, cfg.common.target_device,
+    rep = compile_onnx_file(prep.model_path, run_dir, calib, X["test"], None, metric, target_device(cfg),
                             list(comp.exporters) if comp.exporters is not None else list(DEFAULT_EXPORTERS),
                             metric_fn=metric_fn, tolerances=comp.tolerances,
                             higher_is_better=_higher_is_better(evaluation), classifier=data.is_classification)
