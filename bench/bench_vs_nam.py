@@ -187,7 +187,8 @@ def render_with_our_reader(nam_path: str, xv: np.ndarray) -> np.ndarray:
 def run_job(capture: dict[str, Any], preset: str, epochs: int, args: argparse.Namespace) -> dict[str, Any]:
     model_name, base = PRESETS[preset]
     latency = int(capture["latency"]["recommended"])
-    folder = Path(args.work) / f"{capture['name']}-{capture['params']['seconds']:g}s" / f"{preset}-e{epochs}"
+    folder = Path(args.work) / f"{capture['name']}-{capture['params']['seconds']:g}s" / \
+        f"{preset}-e{epochs}-seed{args.train_seed}"
     split = bench_split(capture, _read(capture["input_path"]))
     # The scored arrays, as our dataset gives them (latency applied, receptive-field context before the block).
     data = NamCaptureDataset(input_path=capture["input_path"], output_path=capture["output_path"], latency=latency,
@@ -197,11 +198,12 @@ def run_job(capture: dict[str, Any], preset: str, epochs: int, args: argparse.Na
     folder.mkdir(parents=True, exist_ok=True)
     np.save(folder / "val_input.npy", xv)
     rec: dict[str, Any] = {"capture": capture["name"], "preset": preset, "epochs": epochs, "latency": latency,
+                           "train_seed": args.train_seed,
                            "split": split, "validation_seconds": round(yv.shape[1] / data.sample_rate, 2),
                            "load_avg_1min_before": round(os.getloadavg()[0], 2)}
     def run_ours() -> dict[str, Any]:
         cfg = ours_config(ROOT / base, capture, split, latency, model_name, epochs, folder / "ours",
-                          "run", args.seed, args.ours_threads)
+                          "run", args.train_seed, args.ours_threads)
         (folder / "ours").mkdir(parents=True, exist_ok=True)
         cfg_path = folder / "ours" / "config.yaml"
         cfg_path.write_text(yaml.safe_dump(cfg, sort_keys=False))
@@ -219,7 +221,7 @@ def run_job(capture: dict[str, Any], preset: str, epochs: int, args: argparse.Na
         nam_dir = folder / "nam"
         job = {"data_config": nam_data_config(capture, split, latency), "model_config": nam_model_config(preset),
                "learning_config": nam_learning_config(epochs, args.nam_batch_size), "outdir": str(nam_dir / "train"),
-               "seed": args.seed, "threads": args.nam_threads, "result": str(nam_dir / "result.json"),
+               "seed": args.train_seed, "threads": args.nam_threads, "result": str(nam_dir / "result.json"),
                "render": {"input": str(folder / "val_input.npy"), "output": str(nam_dir / "val_pred.npy"),
                           "length": int(yv.shape[1])}}
         try:
@@ -267,17 +269,40 @@ def _threads(side: dict) -> str:
 
 
 def table(rows: list[dict[str, Any]]) -> str:
-    header = ["capture", "preset", "epochs", "ours ESR", "NAM ESR", "ours train s", "NAM train s",
+    header = ["capture", "preset", "epochs", "seed", "ours ESR", "NAM ESR", "ours train s", "NAM train s",
               "ours process s", "NAM process s", "threads ours/NAM"]
     out = []
     for r in rows:
         o, n = r.get("ours") or {}, r.get("nam") or {}
-        out.append([r["capture"], r["preset"], str(r["epochs"]),
+        out.append([r["capture"], r["preset"], str(r["epochs"]), str(r.get("train_seed", "–")),
                     "error" if "error" in o else _f(o.get("esr"), ".4f"),
                     "error" if "error" in n else _f(n.get("esr"), ".4f"),
                     _f(o.get("fit_s"), ".1f"), _f(n.get("fit_s"), ".1f"),
                     _f(o.get("process_s"), ".1f"), _f(n.get("process_s"), ".1f"),
                     f"{_threads(o)}/{_threads(n)}"])
+    widths = [max(len(str(x[i])) for x in [header, *out]) for i in range(len(header))]
+    line = lambda cells: "| " + " | ".join(str(c).ljust(w) for c, w in zip(cells, widths)) + " |"  # noqa: E731
+    return "\n".join([line(header), "|" + "|".join("-" * (w + 2) for w in widths) + "|", *map(line, out)])
+
+
+def summary(paths: list[str]) -> str:
+    """Several result files (e.g. one per training seed) as one table per capture × preset: each side's ESR per
+    seed and mean, the mean train-time ratio ours / NAM, and on how many seeds ours is at or below NAM."""
+    groups: dict[tuple[str, str], list[dict[str, Any]]] = {}
+    for p in paths:
+        for r in json.loads(Path(p).read_text())["rows"]:
+            if "esr" in (r.get("ours") or {}) and "esr" in (r.get("nam") or {}):
+                groups.setdefault((r["capture"], r["preset"]), []).append(r)
+    header = ["capture", "preset", "seeds", "ours ESR", "NAM ESR", "ours mean", "NAM mean", "ours ≤ NAM",
+              "train s ours / NAM"]
+    out = []
+    for (cap, preset), rows in groups.items():
+        o = [r["ours"]["esr"] for r in rows]
+        n = [r["nam"]["esr"] for r in rows]
+        ratio = np.mean([r["ours"]["fit_s"] / r["nam"]["fit_s"] for r in rows])
+        out.append([cap, preset, str(len(rows)), " / ".join(f"{v:.4f}" for v in o), " / ".join(f"{v:.4f}" for v in n),
+                    f"{np.mean(o):.4f}", f"{np.mean(n):.4f}", f"{sum(a <= b for a, b in zip(o, n))}/{len(rows)}",
+                    f"{ratio:.2f}"])
     widths = [max(len(str(x[i])) for x in [header, *out]) for i in range(len(header))]
     line = lambda cells: "| " + " | ".join(str(c).ljust(w) for c, w in zip(cells, widths)) + " |"  # noqa: E731
     return "\n".join([line(header), "|" + "|".join("-" * (w + 2) for w in widths) + "|", *map(line, out)])
@@ -290,7 +315,9 @@ def main() -> None:
     ap.add_argument("--presets", nargs="+", choices=list(PRESETS), default=["nano"])
     ap.add_argument("--epochs", type=int, default=20)
     ap.add_argument("--seconds", type=float, default=60.0, help="capture length (bench/captures.py)")
-    ap.add_argument("--seed", type=int, default=0, help="capture seed and both trainers' seed")
+    ap.add_argument("--seed", type=int, default=0, help="capture seed (and both trainers' seed unless --train-seed)")
+    ap.add_argument("--train-seed", type=int, default=None, help="both trainers' seed (default: --seed); the same "
+                    "capture with another training seed shows how much of a difference is the seed")
     ap.add_argument("--sides", nargs="+", choices=["ours", "nam"], default=["ours", "nam"])
     ap.add_argument("--nam-threads", default="1",
                     help="torch threads for NAM's trainer: a number, or 'default' for torch's default (default 1)")
@@ -303,8 +330,14 @@ def main() -> None:
     ap.add_argument("--nam-venv", default=str(NAM_VENV))
     ap.add_argument("--work", default=str(WORK), help="run folders, NAM outputs, logs (git-ignored)")
     ap.add_argument("--out", default=None, help="results JSON (default bench/results/vs_nam_<cpu>.json)")
+    ap.add_argument("--summary", nargs="+", metavar="RESULTS_JSON", default=None,
+                    help="print one table from result files already written (e.g. one per --train-seed) and exit")
     args = ap.parse_args()
+    if args.summary:
+        print(summary(args.summary))
+        return
     args.nam_threads = None if args.nam_threads == "default" else int(args.nam_threads)
+    args.train_seed = args.seed if args.train_seed is None else args.train_seed
     if "nam" in args.sides and not (Path(args.nam_venv) / "bin" / "python").is_file():
         sys.exit(f"bench_vs_nam: error: no NAM venv at {args.nam_venv}; run: bash bench/nam_venv.sh")
 
@@ -328,6 +361,7 @@ def main() -> None:
     out.parent.mkdir(parents=True, exist_ok=True)
     result = {"machine": {**m, "load_avg": [round(v, 2) for v in os.getloadavg()]},
               "settings": {"epochs": args.epochs, "seconds": args.seconds, "seed": args.seed,
+                           "train_seed": args.train_seed,
                            "presets": args.presets, "nam_threads": args.nam_threads or "torch default",
                            "ours_threads": args.ours_threads or "runner default",
                            "nam_batch_size": args.nam_batch_size, "ny": NY, "split": "bench_split",
