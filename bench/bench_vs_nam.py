@@ -161,10 +161,14 @@ def _env(threads: int | None) -> dict[str, str]:
     return env
 
 
-def _worker(python: Path, script: str, job: dict, folder: Path, threads: int | None) -> dict:
+def _worker(python: Path, script: str, job: dict, folder: Path, threads: int | None, reuse: bool = False) -> dict:
     folder.mkdir(parents=True, exist_ok=True)
     job_path, log_path = folder / "job.json", folder / "worker.log"
-    job_path.write_text(json.dumps(job, indent=1))
+    text = json.dumps(job, indent=1)
+    if reuse and job_path.is_file() and job_path.read_text() == text and Path(job["result"]).is_file():
+        # The same job finished before (an interrupted bench): keep its result and the times it measured.
+        return {**json.loads(Path(job["result"]).read_text()), "reused": True, "log": str(log_path)}
+    job_path.write_text(text)
     t0 = time.perf_counter()
     with log_path.open("w") as log:
         done = subprocess.run([str(python), str(ROOT / "bench" / script), str(job_path)], cwd=ROOT, env=_env(threads),
@@ -210,7 +214,7 @@ def run_job(capture: dict[str, Any], preset: str, epochs: int, args: argparse.Na
         try:
             ours = _worker(Path(sys.executable), "ours_worker.py",
                            {"config": str(cfg_path), "result": str(folder / "ours" / "result.json")},
-                           folder / "ours", args.ours_threads)
+                           folder / "ours", args.ours_threads, args.reuse)
             pred = render_with_our_reader(ours["nam_path"], xv)
             ours.update(esr=esr(yv[0], pred), rendered_by="tinyverse .nam reader", base_config=base)
         except Exception as e:  # the other side and the other jobs still run; the table says what failed
@@ -225,7 +229,8 @@ def run_job(capture: dict[str, Any], preset: str, epochs: int, args: argparse.Na
                "render": {"input": str(folder / "val_input.npy"), "output": str(nam_dir / "val_pred.npy"),
                           "length": int(yv.shape[1])}}
         try:
-            nam = _worker(Path(args.nam_venv) / "bin" / "python", "nam_worker.py", job, nam_dir, args.nam_threads)
+            nam = _worker(Path(args.nam_venv) / "bin" / "python", "nam_worker.py", job, nam_dir, args.nam_threads,
+                          args.reuse)
             own = np.load(nam_dir / "val_pred.npy")
             nam.update(esr_nam_reader=esr(yv[0], own), batch_size=args.nam_batch_size)
             try:
@@ -291,7 +296,7 @@ def summary(paths: list[str]) -> str:
     groups: dict[tuple[str, str], list[dict[str, Any]]] = {}
     for p in paths:
         for r in json.loads(Path(p).read_text())["rows"]:
-            if "esr" in (r.get("ours") or {}) and "esr" in (r.get("nam") or {}):
+            if "preset" in r and "esr" in (r.get("ours") or {}) and "esr" in (r.get("nam") or {}):
                 groups.setdefault((r["capture"], r["preset"]), []).append(r)
     header = ["capture", "preset", "seeds", "ours ESR", "NAM ESR", "ours mean", "NAM mean", "ours ≤ NAM",
               "train s ours / NAM"]
@@ -330,6 +335,8 @@ def main() -> None:
     ap.add_argument("--nam-venv", default=str(NAM_VENV))
     ap.add_argument("--work", default=str(WORK), help="run folders, NAM outputs, logs (git-ignored)")
     ap.add_argument("--out", default=None, help="results JSON (default bench/results/vs_nam_<cpu>.json)")
+    ap.add_argument("--reuse", action="store_true",
+                    help="keep a side's result when the same job finished before (resume an interrupted bench)")
     ap.add_argument("--summary", nargs="+", metavar="RESULTS_JSON", default=None,
                     help="print one table from result files already written (e.g. one per --train-seed) and exit")
     args = ap.parse_args()
@@ -346,9 +353,16 @@ def main() -> None:
         print(f"skip capture {name}: {why}")
     m = machine()
     print(f"machine: {m['cpu']}, {m['cores']} cores, load average {os.getloadavg()[0]:.2f}")
-    rows = []
+    rows: list[dict[str, Any]] = []
+    out = Path(args.out) if args.out else RESULTS / f"vs_nam_{cpu_tag(m)}.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
     for name in names:
-        capture = make_capture(name, args.seconds, args.seed)
+        try:
+            capture = make_capture(name, args.seconds, args.seed)
+        except Exception as e:  # one capture that cannot be made does not lose the others
+            print(f"skip capture {name}: {type(e).__name__}: {e}", flush=True)
+            rows.append({"capture": name, "error": f"{type(e).__name__}: {e}"})
+            continue
         for preset in args.presets:
             print(f"{name} × {preset}, {args.epochs} epochs ...", flush=True)
             rec = run_job(capture, preset, args.epochs, args)
@@ -356,9 +370,13 @@ def main() -> None:
                 if "error" in (rec.get(side) or {}):
                     print(f"  {side}: {rec[side]['error']}")
             rows.append(rec)
-    print(table(rows))
-    out = Path(args.out) if args.out else RESULTS / f"vs_nam_{cpu_tag(m)}.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
+            write_results(out, m, args, rows)  # after every job: an interrupted bench keeps what it measured
+    print(table([r for r in rows if "preset" in r]))
+    write_results(out, m, args, rows)
+    print(f"results: {out}")
+
+
+def write_results(out: Path, m: dict[str, Any], args: argparse.Namespace, rows: list[dict[str, Any]]) -> None:
     result = {"machine": {**m, "load_avg": [round(v, 2) for v in os.getloadavg()]},
               "settings": {"epochs": args.epochs, "seconds": args.seconds, "seed": args.seed,
                            "train_seed": args.train_seed,
@@ -368,7 +386,6 @@ def main() -> None:
                            "parallel": bool(args.parallel)},
               "command": " ".join(["python", *sys.argv]), "rows": rows}
     out.write_text(json.dumps(result, indent=1))
-    print(f"results: {out}")
 
 
 if __name__ == "__main__":
