@@ -162,7 +162,7 @@ def test_basicmotions_runs_on_an_npu_model_and_compiles_from_its_checkpoint(tmp_
      "training: {model_name: FCST_1k_NPU, epochs: 1}\n", "dataset.input_channels",
      "task 'forecasting' keeps its inputs as the data has them"),
     ("dataset: {name: ucr, ucr_name: GunPoint, input_length: 0}\ntraining: {model_name: CLS_4k_NPU}\n",
-     "dataset.input_length", ""),
+     "dataset.input_length", "expected 'auto', a positive count or null, got 0"),
 ])
 def test_input_keys_where_they_do_nothing_are_errors(tmp_path, text, key, message):
     path = tmp_path / "c.yaml"

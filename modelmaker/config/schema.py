@@ -278,6 +278,14 @@ class DatasetSection(FlatParamsModel):
     input_channels: InputSize = "auto"
     input_length: InputSize = "auto"
 
+    @field_validator("input_channels", "input_length", mode="before")
+    @classmethod
+    def _input_size(cls, v: Any) -> Any:
+        # checked by hand: pydantic's union errors would name every member type
+        if not (v is None or v == "auto" or (isinstance(v, int) and not isinstance(v, bool) and v >= 1)):
+            raise config_error(f"expected 'auto', a positive count or null, got {v!r}")
+        return v
+
     @model_validator(mode="after")
     def _check(self) -> "DatasetSection":
         factory = registered(DATASETS, self.name, "name")

@@ -135,10 +135,16 @@ class TimeSeriesModule(AIModule):
             return data
         channels, length = ds.input_channels, ds.input_length
         pinned = t.model_args.get("input_shape")
+        accepts = self.input_acceptor(cfg, data)
         if pinned is not None:  # the model's input was set by hand: fit the data to it
             channels = channels if isinstance(channels, int) else int(pinned[0])
             length = length if isinstance(length, int) else int(pinned[1])
-        fit = choose_input_fit(data, channels, length, self.input_acceptor(cfg, data))
+        elif accepts is None:  # a model of fixed input (no input_shape argument): nothing "auto" can choose
+            channels, length = (v if isinstance(v, int) else None for v in (channels, length))
+        if length == "auto" and data.info.get("feature_extraction"):
+            # features (FFT bins, frames) are not a time axis to resample: only what the model itself needs
+            length = "model"
+        fit = choose_input_fit(data, channels, length, accepts)
         if fit.changed:
             log.info("input fit: %s", fit.describe())
         return apply_input_fit(data, fit)

@@ -140,7 +140,8 @@ def _first_accepted(accepts: Acceptor, channels: int, candidates: Sequence[int])
 def choose_input_fit(data: TimeSeriesData, channels: int | str | None, length: int | str | None,
                      accepts: Acceptor | None = None, variable: str = "pad") -> InputFit:
     """Decide the input shape. ``channels`` / ``length``: an int (that value), ``"auto"`` (what ``accepts`` needs,
-    length by the automatic policy) or None (the data's own). ``accepts(c, l)`` lists the problems of a model with
+    length by the automatic policy), ``"model"`` (length only: the data's own unless ``accepts`` refuses it, e.g. for
+    features, whose axis is not time to resample at will) or None (the data's own). ``accepts(c, l)`` lists the problems of a model with
     that input (build errors, device violations); without it "auto" keeps channels and applies only the length policy.
 
     ``variable``: how a variable-length set is brought to one length. "pad" (the loader's edge padding to the longest
@@ -158,6 +159,8 @@ def choose_input_fit(data: TimeSeriesData, channels: int | str | None, length: i
 
     # channels first, at the data's length clamped by the policy (channel rules do not depend on the length)
     probe_length = auto_length(l0) if length == "auto" else (int(length) if isinstance(length, int) else l0)
+    if length not in (None, "auto", "model") and not isinstance(length, int):
+        raise ValueError(f"length must be an int, 'auto', 'model' or None, got {length!r}")
     if isinstance(channels, int):
         if channels < c0:
             raise DatasetError(f"dataset.input_channels: {channels} is fewer than the data's {c0} channels; drop "
@@ -177,8 +180,8 @@ def choose_input_fit(data: TimeSeriesData, channels: int | str | None, length: i
 
     if isinstance(length, int):
         target = length
-    elif length == "auto":
-        target = auto_length(l0)
+    elif length in ("auto", "model"):
+        target = auto_length(l0) if length == "auto" else l0
         if target != l0:
             why.append(f"length policy: series are brought into [{AUTO_MIN_LENGTH}, {AUTO_MAX_LENGTH}] steps")
         if accepts is not None and accepts(c, target):
