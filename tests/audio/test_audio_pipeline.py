@@ -50,6 +50,20 @@ def test_latency_detected_on_known_delay():
     assert lat.delays == [37, 37] and lat.delay == 36 and not lat.warnings
 
 
+@pytest.mark.parametrize("seconds", [30.0, 60.0])
+def test_latency_found_when_the_gear_rings_into_the_silence(seconds):
+    # At these lengths the silence before the blips starts right where the loud validation block ends, and the
+    # device's release rings into its first 0.1 s (calibrating from the whole window found no blip at all).
+    from tinyverse.audio.capture import render_device
+
+    x, layout = standard_input(seconds=seconds)
+    y = render_device(x, 48_000, DeviceSettings(latency=12))
+    b0, _ = layout.background
+    assert np.abs(y[b0:b0 + 4800]).max() > 0.05  # the ring-out is there
+    lat = calibrate_latency(y, layout)
+    assert lat.delays == [12, 12] and not lat.warnings
+
+
 def test_dataset_generated_defaults():
     data = NamCaptureDataset(generated_seconds=SECONDS, latency="auto").load()
     assert data.latency.delay == DeviceSettings().latency - 1
