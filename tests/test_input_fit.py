@@ -131,6 +131,8 @@ def test_basicmotions_runs_on_an_npu_model_and_compiles_from_its_checkpoint(tmp_
     assert summary["input"]["zero_channels"] == [6, 7] and summary["input"]["channels"] == 8
     assert summary["device"]["fits"] and summary["dataset"]["input_shape"] == [8, 100]
     assert json.loads((run / "dataset.json").read_text())["info"]["input_fit"]["data_channels"] == 6
+    # the data checks read the user's six channels: the zero channels are not "constant channels" to warn about
+    assert not [w for w in summary["dataset"].get("warnings", []) if "constant" in w]
     assert "## Input" in (run / "report.md").read_text()
     assert yaml.safe_load((run / "model_spec.yaml").read_text())["inputs"] == {"x": [8, 100, 1]}
 

@@ -91,7 +91,6 @@ class TimeSeriesModule(AIModule):
         source = f"dataset.name: {cfg.dataset.name}"
         check_finite(data, source)  # NaN in the raw data is named here, not found as a NaN loss in training
         data = self.apply_feature_extraction(cfg, data)
-        data = self.fit_input(cfg, data)
         fe = " -> ".join(data.info.get("feature_extraction", []))
         found = check_dataset(data, source, stage=f"feature_extraction ({fe})" if fe else "",
                               need_test=cfg.testing.enable or cfg.compilation.enable,
@@ -99,7 +98,8 @@ class TimeSeriesModule(AIModule):
         data.info["warnings"] = [*data.info.get("warnings", []), *found]  # dataset.json and the report show them
         for warning in found:
             log.warning(warning)
-        return data
+        # after the checks, which are about the user's data (the zero channels added here are constant on purpose)
+        return self.fit_input(cfg, data)
 
     def apply_feature_extraction(self, cfg, data):
         """``feature_extraction.transforms`` (TRANSFORMS entries) in order, fitted on train, applied to every split."""
