@@ -40,10 +40,12 @@ def _write(tmp_path: Path, text: str) -> Path:
 AUDIO_CASES = [
     # (text replaced, replacement, key, start of the message after the key)
     ("  task_type: amp_modelling\n", "  task_type: classification\n", "common.task_type",
-     "'classification' is not a task of the audio modality; set common.task_type: amp_modelling (or set "
+     "'classification' is not a task of the audio modality; set common.task_type: amp_modelling or knob_modelling "
+     "(or set "
      "common.modality: timeseries) (line 3)"),
     ("  task_type: amp_modelling\n", "", "common.task_type",
-     "'classification' (the default) is not a task of the audio modality; set common.task_type: amp_modelling"),
+     "'classification' (the default) is not a task of the audio modality; set common.task_type: amp_modelling or "
+     "knob_modelling"),
     ("training:\n", "feature_extraction:\n  enable: true\n  preset: Generic_256Input_FFTBIN_16Feature_8Frame\n"
                     "training:\n", "feature_extraction.enable",
      "not used by the audio modality: its models read the raw capture sample by sample"),

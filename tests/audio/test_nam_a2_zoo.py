@@ -55,13 +55,15 @@ def test_models_lists_the_a2_presets_with_cost_and_pocket_master_fit(capsys):
     assert cli(["models", "--device", "pocket-master", "--include", "NAM_A2*"]) == 0
     lines = {line.split()[0]: line.split() for line in capsys.readouterr().out.splitlines() if line.startswith("NAM_")}
     assert set(lines) == {"NAM_A2", "NAM_A2_lite", "NAM_A2_full"}
-    # params, MACs/sample, est. flash, est. RAM, fit, receptive field
-    assert lines["NAM_A2_lite"][2:8] == ["1,870", "1,732/sample", "7,484", "76,152", "fits", "rf"]
-    assert lines["NAM_A2_full"][2:4] == ["12,145", "11,777/sample"] and lines["NAM_A2_full"][6] == "fits"
+    # params, MACs/sample, est. flash, est. RAM, (est. ms), fit, receptive field
+    assert lines["NAM_A2_lite"][2:6] + lines["NAM_A2_lite"][7:9] == ["1,870", "1,732/sample", "7,484", "76,152",
+                                                                      "fits", "rf"]
+    assert float(lines["NAM_A2_lite"][6]) > 0  # the profile's latency estimate (tinyverse.devices.latency)
+    assert lines["NAM_A2_full"][2:4] == ["12,145", "11,777/sample"] and lines["NAM_A2_full"][7] == "fits"
     # the container: both submodels' parameters and weights (the pedal loads both), the full one's MACs and state
-    assert lines["NAM_A2"][2:9] == ["14,015", "11,777/sample", f"{(1871 + 12146) * 4:,}", "203,072", "fits", "(full)",
-                                    "rf"]
-    assert lines["NAM_A2"][9] == "6,347"
+    assert lines["NAM_A2"][2:6] + lines["NAM_A2"][7:10] == ["14,015", "11,777/sample", f"{(1871 + 12146) * 4:,}",
+                                                             "203,072", "fits", "(full)", "rf"]
+    assert lines["NAM_A2"][10] == "6,347"
 
 
 def test_pocket_master_runs_every_activation_nam_core_runs():
@@ -153,7 +155,7 @@ def test_container_training_step_scores_both_submodels(tmp_path):
     expected = 0.0
     for sub in model.submodels:
         pred = sub(x[:2])
-        expected = expected + F.mse_loss(pred, y[:2]) + 2e-4 * multi_resolution_stft_loss(
+        expected = expected + F.mse_loss(pred, y[:2]) + 5e-4 * multi_resolution_stft_loss(
             pre_emphasis(pred, 0.85), pre_emphasis(y[:2], 0.85))
     loss = task.training_step((x[:2], y[:2]), 0)
     assert torch.allclose(loss, expected)
