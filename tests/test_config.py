@@ -136,7 +136,8 @@ def test_resolved_dump_round_trips(tmp_path):
     cfg = load_config(path)
     text = dump_resolved(cfg)
     dumped = yaml.safe_load(text)
-    assert dumped["dataset"] == {"enable": True, "name": "ucr", "ucr_name": "GunPoint"}  # flat again
+    assert dumped["dataset"] == {"enable": True, "name": "ucr", "ucr_name": "GunPoint",  # flat again
+                                 "input_channels": None, "input_length": None}
     assert dumped["feature_extraction"]["transforms"] == [{"name": "fake_window", "size": 64}]
     assert dumped["training"]["epochs"] == 100  # defaults are written out
     assert dumped["training"]["precision"] == "16-mixed"  # legacy spelling normalised
