@@ -18,6 +18,7 @@ def _user_errors() -> tuple[type[BaseException], ...]:
     from modelmaker.compilation import DeviceCheckError, ModelFileError, VerificationError
     from modelmaker.config import ConfigError
     from modelmaker.run_folder import RunFolderError
+    from modelmaker.search.errors import SearchError
     from tinyverse.audio.composition import CompositionError
     from tinyverse.timeseries.data import DatasetError
     from tinyverse.devices import ProfileError
@@ -28,7 +29,8 @@ def _user_errors() -> tuple[type[BaseException], ...]:
     from tinyverse.timeseries.transforms import TransformError
 
     return (ConfigError, RunFolderError, DatasetError, SpecError, RegistryError, ExportError, ExtensionError,
-            DeviceCheckError, ModelFileError, ProfileError, TransformError, VerificationError, CompositionError)
+            DeviceCheckError, ModelFileError, ProfileError, TransformError, VerificationError, CompositionError,
+            SearchError)
 
 
 def build_parser() -> argparse.ArgumentParser:
