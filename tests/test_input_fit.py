@@ -124,7 +124,8 @@ compilation:
 def test_basicmotions_runs_on_an_npu_model_and_compiles_from_its_checkpoint(tmp_path, capsys):
     projects = tmp_path / "p"
     path = tmp_path / "bm.yaml"
-    path.write_text(RUN.format(name="bm", projects=projects, dataset=""))
+    fit = "  input_channels: auto\n  input_length: auto\n"  # opt-in (the default config names them)
+    path.write_text(RUN.format(name="bm", projects=projects, dataset=fit))
     assert cli(["run", str(path)]) == 0
     run = projects / "bm"
     summary = json.loads((run / "summary.json").read_text())
@@ -138,7 +139,7 @@ def test_basicmotions_runs_on_an_npu_model_and_compiles_from_its_checkpoint(tmp_
 
     # compile-only: the data is fitted to the model file's input, as its training run did
     only = tmp_path / "only.yaml"
-    only.write_text(RUN.format(name="only", projects=projects, dataset="").replace(
+    only.write_text(RUN.format(name="only", projects=projects, dataset=fit).replace(
         "training:\n  model_name: CLS_1k_NPU\n  epochs: 1\n  batch_size: 16\n", "training:\n  enable: false\n")
         .replace("compilation:\n  enable: true\n",
                  f"compilation:\n  enable: true\n  model_path: {run / 'checkpoints' / 'best.ckpt'}\n"))
