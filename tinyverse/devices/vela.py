@@ -5,6 +5,7 @@ import csv
 import re
 import shutil
 import subprocess
+import sys
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -12,8 +13,18 @@ from typing import Any
 from tinyverse.devices.profile import DeviceProfile
 
 
+def vela_command() -> str | None:
+    """The vela executable: on PATH, or beside this interpreter (a virtual environment used without activating it,
+    e.g. ``.venv/bin/modelmaker``, has its console scripts there but not on PATH)."""
+    found = shutil.which("vela")
+    if found:
+        return found
+    beside = Path(sys.executable).with_name("vela")
+    return str(beside) if beside.is_file() else None
+
+
 def vela_available() -> bool:
-    return shutil.which("vela") is not None
+    return vela_command() is not None
 
 
 def run_vela(tflite_path: str | Path, profile: DeviceProfile, out_dir: str | Path | None = None,
@@ -29,7 +40,7 @@ def run_vela(tflite_path: str | Path, profile: DeviceProfile, out_dir: str | Pat
     with tempfile.TemporaryDirectory(prefix="tinyverse_vela_") as tmp:
         out = Path(out_dir) if out_dir else Path(tmp)
         out.mkdir(parents=True, exist_ok=True)
-        cmd = ["vela", str(tflite_path), "--output-dir", str(out), "--show-cpu-operations",
+        cmd = [vela_command(), str(tflite_path), "--output-dir", str(out), "--show-cpu-operations",
                "--accelerator-config", cfg.get("accelerator_config", "ethos-u55-128")]
         for key, flag in (("system_config", "--system-config"), ("memory_mode", "--memory-mode")):
             if cfg.get(key):
