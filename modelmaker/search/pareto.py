@@ -72,7 +72,7 @@ def markdown(head: dict[str, Any], rows: Sequence[TrialRow], winner: TrialRow | 
     out = [f"# Search: {head['dataset']} on {head['device'] or 'no device'}", ""]
     out += [f"- {k}: {v}" for k, v in head.items() if k not in ("space",)]
     out += ["", "## Search space", ""] + [f"- {line}" for line in head.get("space", [])]
-    front = [r for r in rows if r.pareto]
+    front = sorted((r for r in rows if r.pareto), key=rank_key)
     out += ["", "## Pareto front (validation accuracy vs flash / RAM / latency)", "",
             "Scored on the validation split only; the test split is read once, by the winner's final run.", "",
             "| trial | model | val acc | int8 TFLM val acc | flash (B) | RAM (B) | latency (ms) | params | recipe |",
