@@ -2,11 +2,18 @@
 
 Processes a WAV file through an audio model block by block, as a plugin or pedal does (receptive-field history
 or recurrent state carried between blocks), and prints the real-time factor. MODEL is a ``.nam`` file, a run's
-checkpoint (``.ckpt``, next to its ``model.nam``), or a streaming ``.onnx`` / ``.tflite`` export of a run
-(``model_stream*.onnx``, ``model_stream_*.tflite``; float or int8). ``--slim`` is the NAM plugin's size knob for
-``SlimmableContainer`` files (e.g. A2: lite below 0.5, full above) and slimmable WaveNets. ``--param`` sets a knob
-of a knob-conditioned model (a knob run's checkpoint or a knob model's ``.pt``), checked against the range the model
-declares; a knob not given takes its declared default, and the command says so.
+checkpoint (``.ckpt``, next to its ``model.nam``), a streaming ``.onnx`` / ``.tflite`` export of a run
+(``model_stream*.onnx``, ``model_stream_*.tflite``; float, int8 or int16x8), or a run folder (its ``model.nam``, else
+its ``checkpoints/best.ckpt``). ``--slim`` is the NAM plugin's size knob for ``SlimmableContainer`` files (e.g. A2:
+lite below 0.5, full above) and slimmable WaveNets.
+
+``--param`` sets a knob of a knob-conditioned model — a knob run's checkpoint or folder, a knob model's ``.pt``, or
+any of its streaming exports (their ``params`` input; the knob declaration is in the file's metadata) — in the units
+the model declares, checked against its range: an unknown knob name, a value outside [min, max] (a switch: 0 or 1),
+a malformed or repeated ``--param`` is a one-line error naming the knob (exit 2). A knob not given takes its
+declared default and the command says so: every declared knob has one (the declared ``default``, else the midpoint /
+off, written out in every artifact's declaration). A model or file that declares no knobs (built with ``num_knobs``
+only: no names, no defaults) cannot be rendered by name: a one-line error.
 """
 from __future__ import annotations
 
@@ -20,8 +27,8 @@ from typing import Any
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("render", help="process a WAV file with a .nam / checkpoint / streaming ONNX or TFLite model")
     p.add_argument("model",
-                   help="model.nam, a run's checkpoints/best.ckpt, a knob model's .pt, model_stream*.onnx or "
-                        "model_stream_*.tflite")
+                   help="model.nam, a run's checkpoints/best.ckpt or run folder, a knob model's .pt, "
+                        "model_stream*.onnx or model_stream_*.tflite")
     p.add_argument("input", help="input WAV (mono; channel 0 is used otherwise)")
     p.add_argument("output", help="output WAV (float32; a missing folder is created; never the input file)")
     p.add_argument("--block-size", type=int, default=None,
@@ -73,6 +80,40 @@ def _write_wav(path: Path, y, sr: int) -> None:
         tmp.unlink(missing_ok=True)
 
 
+def run_model_file(folder: Path) -> Path:
+    """The model a run folder renders with: its ``model.nam`` (a plain run), else its ``checkpoints/best.ckpt`` (a
+    knob run's carries the knob model). ValueError (one line) for a folder with neither."""
+    for candidate in (folder / "model.nam", folder / "checkpoints" / "best.ckpt"):
+        if candidate.is_file():
+            return candidate
+    raise ValueError(f"model: {folder} is a folder without model.nam or checkpoints/best.ckpt: give a run folder or a "
+                     "model file")
+
+
+def export_knob_setting(proc, pairs: list[str] | None, model_path: Path) -> dict[str, float]:
+    """Set a streaming export's knobs from ``--param`` (its ``params`` input, its metadata's declaration); {} for a
+    file without knob inputs. ValueError (one line) for a bad setting or ``--param`` given to such a file."""
+    from tinyverse.audio.knob_file import parse_param_args
+    from tinyverse.audio.knobs import KnobSet
+
+    if not getattr(proc, "knobbed", False):
+        if pairs:
+            raise ValueError(f"--param: {model_path.name} has no knob inputs (not a knob-conditioned model's export)")
+        return {}
+    declared = proc.meta.get("knobs")
+    if not declared:
+        raise ValueError(f"--param: {model_path.name} declares no knobs (names, ranges, defaults) in its metadata")
+    knobs = KnobSet.from_declaration(declared, f"{model_path.name} knobs")
+    given = parse_param_args(pairs or [])
+    setting = knobs.check(given, "--param", fill_defaults=True)
+    for name in knobs.names:
+        if name not in given:
+            print(f"note: knob {name!r} not given: using its default {setting[name]:g}", file=sys.stderr)
+    proc.set_params(knobs.vector(setting, "--param"))
+    proc.reset()
+    return setting
+
+
 def knob_setting(model, pairs: list[str] | None, model_path: Path) -> tuple[Any, dict[str, float]]:
     """(the knob vector, the setting) a knob model renders at, from ``--param`` values (notes name the knobs that
     took their defaults); (None, {}) for a model without knobs. ValueError (one line) for a bad setting, or
@@ -106,6 +147,12 @@ def main(args: argparse.Namespace) -> int:
     if not model_path.exists():
         print(f"modelmaker: error: model: no such file: {model_path}", file=sys.stderr)
         return 2
+    if model_path.is_dir():
+        try:
+            model_path = run_model_file(model_path)
+        except ValueError as e:
+            print(f"modelmaker: error: {e}", file=sys.stderr)
+            return 2
     if not model_path.is_file():
         print(f"modelmaker: error: model: not a file: {model_path}", file=sys.stderr)
         return 2
@@ -126,10 +173,6 @@ def main(args: argparse.Namespace) -> int:
     setting: dict[str, float] = {}  # a knob model's knobs
     try:
         if model_path.suffix in (".onnx", ".tflite"):
-            if args.param:
-                print(f"modelmaker: error: --param: {model_path.name} is a streaming export without knob inputs; "
-                      "give the knob model (.pt or the run's checkpoint)", file=sys.stderr)
-                return 2
             if args.slim is not None:
                 print(f"modelmaker: error: --slim: {model_path.name} is a streaming export of one model size; "
                       "give the .nam file to choose a size", file=sys.stderr)
@@ -138,13 +181,16 @@ def main(args: argparse.Namespace) -> int:
 
             try:
                 proc, _, info = open_stream_processor(model_path, args.runtime)
-            except ValueError:  # an ONNX file written before the stream metadata: the .nam next to it says
+            except ValueError as e:  # an ONNX file written before the stream metadata: the .nam next to it says
+                if "no stream metadata" not in str(e):
+                    raise
                 nam = model_path.with_name("model.nam")
                 if not nam.is_file():
                     raise ValueError(f"{model_path}: no stream metadata and no model.nam next to it for the "
                                      "receptive field") from None
                 model, info = load_audio_model(nam)
                 proc = OnnxStreamProcessor(model_path, int(getattr(model, "receptive_field", 1)))
+            setting = export_knob_setting(proc, args.param, model_path)
             if model_path.suffix == ".tflite":
                 if args.block_size is None:
                     args.block_size = proc.block

@@ -5,8 +5,10 @@ the TFLite conversion job (:mod:`tinyverse.export.tflite_job`) hands it to the o
 (:mod:`tinyverse.export.tflite_worker`, whose table lists the op vocabulary both modalities share), which checks it
 against torch and converts it. The ops a streaming model uses: ``conv`` (a torch Conv1d as one CONV_2D with a (K, 1)
 kernel and a dilation factor), ``crop`` (drop the oldest samples: valid-mode alignment), ``add``, ``mul``, ``act``
-(``fn`` one of :data:`TWIN_ACTIVATIONS`' values), ``lstm`` and ``dense``. No torch here: the plan is plain numpy
-so it can be written to the job's folder.
+(``fn`` one of :data:`TWIN_ACTIVATIONS`' values), ``lstm`` and ``dense``; a knob model's plan has a second input,
+``params`` (:meth:`TwinPlan.add_input`), and adds ``reshape``, ``broadcast`` and ``concat`` (the knobs held over the
+block) and ``matmul`` (weights a hypernetwork computes). No torch here: the plan is plain numpy so it can be written to
+the job's folder.
 """
 from __future__ import annotations
 
@@ -31,10 +33,18 @@ class TwinPlan:
 
     def __init__(self, input_shape: list[int]) -> None:
         self.input_shape = input_shape
+        self.extra_inputs: dict[str, list[int]] = {}  # inputs after ``x`` (a knob model's ``params``)
         self.ops: list[dict[str, Any]] = []
         self.weights: dict[str, np.ndarray] = {}
         self.offset = {"x": 0}  # samples dropped from the start of the input (valid-mode alignment)
         self.output = "x"
+
+    def add_input(self, name: str, shape: list[int]) -> str:
+        """A second input (no time axis, e.g. a knob model's ``params`` of shape [K]): offset 0, so an op on it and a
+        signal takes the signal's alignment (its value is constant over the block)."""
+        self.extra_inputs[name] = list(shape)
+        self.offset[name] = 0
+        return name
 
     def conv(self, name: str, src: str, weight: np.ndarray, bias: np.ndarray | None, dilation: int = 1) -> str:
         """torch Conv1d weight (out, in, K) → Keras Conv2D kernel (K, 1, in, out)."""
@@ -63,5 +73,8 @@ class TwinPlan:
         return name
 
     def to_json(self) -> dict[str, Any]:
-        """The worker's plan: one input ``x`` of ``input_shape`` (no batch axis), the ops, one output."""
-        return {"inputs": [{"name": "x", "shape": list(self.input_shape)}], "ops": self.ops, "outputs": [self.output]}
+        """The worker's plan: input ``x`` of ``input_shape`` (no batch axis) then any :meth:`add_input`, the ops, one
+        output."""
+        inputs = [{"name": "x", "shape": list(self.input_shape)}]
+        inputs += [{"name": n, "shape": list(s)} for n, s in self.extra_inputs.items()]
+        return {"inputs": inputs, "ops": self.ops, "outputs": [self.output]}

@@ -382,16 +382,38 @@ def streaming_state_values(model: Any) -> int:
     return int(total)
 
 
+# Samples per block a streaming host runs a knob model's per-block conditioning for (a pedal-sized buffer; a longer
+# block spreads it thinner).
+CONDITIONING_BLOCK = 64
+
+
+def conditioning_per_sample(cost: dict[str, Any], block_size: int = CONDITIONING_BLOCK) -> tuple[int, str] | None:
+    """A knob model's knob-only work (``conditioning_macs`` per ``conditioning_per``) as MACs per sample, and a note
+    saying how it was counted; None for a model without it. Per sample (knobs as input channels) it counts in full,
+    per block (an embedding, a hypernet) spread over ``block_size`` samples."""
+    macs = int(cost.get("conditioning_macs") or 0)
+    if not macs:
+        return None
+    if cost.get("conditioning_per") == "sample":
+        return macs, f"knob conditioning: {macs:,} MACs/sample (the knobs are input channels: their columns run " \
+                     "with every sample), included in MACs/sample"
+    extra = math.ceil(macs / block_size)
+    return extra, f"knob conditioning: {macs:,} MACs once per block of {block_size} samples (knob embedding / " \
+                  f"hypernet) = +{extra:,} MACs/sample, included in MACs/sample"
+
+
 def check_cost(cost: dict[str, Any], profile: DeviceProfile | str | Path, *, sample_rate: int | None = None,
-               model_name: str = "model") -> DeviceReport:
+               model_name: str = "model", block_size: int = CONDITIONING_BLOCK) -> DeviceReport:
     """A contract model's cost (:func:`model_cost`) against a profile: every op class native to the device and
     within its rules, MACs per sample within ``max_macs_per_sample`` (a whole-input model: MACs per inference
     within ``max_macs_per_inference``), the sample rate one the device runs, weights within the flash budget and
-    the streaming state within the RAM budget."""
+    the streaming state within the RAM budget. A knob model's conditioning (:func:`conditioning_per_sample`, blocks of
+    ``block_size``) is a row of its own and counts in MACs per sample."""
     profile = get_device(profile)
     value_bytes = max(1, profile.weight_bits // 8)
     per_sample = cost.get("macs_per_sample") is not None  # else a whole-input model: MACs per inference
     macs = int(cost["macs_per_sample"] if per_sample else cost.get("macs_per_inference") or 0)
+    conditioning = conditioning_per_sample(cost, block_size) if per_sample else None
     params, weights = int(cost["params"]), int(cost.get("weights") or cost["params"])
     weight_bytes = math.ceil(weights * profile.weight_bits / 8)
     state_bytes = int(cost.get("state_values") or 0) * value_bytes
@@ -415,6 +437,11 @@ def check_cost(cost: dict[str, Any], profile: DeviceProfile | str | Path, *, sam
                                  placement=placement, reasons=reasons, params=params if first else 0,
                                  macs=macs if first else 0, weight_bytes=weight_bytes if first else 0, out_shape=[1]))
         violations += [f"{cls}: {r}" for r in reasons]
+    if conditioning and layers:  # the knob-only work runs where the model runs
+        layers.insert(1, LayerCheck(layer="conditioning", type=f"knobs, per {cost.get('conditioning_per')}",
+                                    op_class=layers[0].op_class, placement=layers[0].placement, reasons=[], params=0,
+                                    macs=conditioning[0], weight_bytes=0, out_shape=[1]))
+        macs += conditioning[0]
     budget = profile.max_macs_per_sample if per_sample else profile.max_macs_per_inference
     unit = "MACs/sample" if per_sample else "MACs/inference"
     if budget is not None and macs > budget:
@@ -439,6 +466,8 @@ def check_cost(cost: dict[str, Any], profile: DeviceProfile | str | Path, *, sam
         notes.insert(0, f"{macs:,} MACs/sample × {rate:,} Hz = {macs * rate / 1e6:.1f} M MAC/s")
     if cost.get("receptive_field") is not None:
         notes.append(f"receptive field {int(cost['receptive_field']):,} samples")
+    if conditioning:
+        notes.append(conditioning[1])
     key = "macs_per_sample" if per_sample else "macs"
     totals: dict[str, Any] = {"params": params, key: macs, "flash_bytes": weight_bytes, "ram_bytes": state_bytes,
                               "weights_bytes": weight_bytes, "state_bytes": state_bytes}

@@ -112,6 +112,24 @@ def model_bytes(path_or_bytes: str | Path | bytes) -> bytes:
     return bytes(path_or_bytes) if isinstance(path_or_bytes, (bytes, bytearray)) else Path(path_or_bytes).read_bytes()
 
 
+def tflite_metadata(path_or_bytes: str | Path | bytes) -> dict[str, str]:
+    """The metadata entries of a .tflite file (``Model.metadata``: name → the buffer's text), read with LiteRT's
+    flatbuffer schema; entries that are not text (the converter's own) are left out."""
+    from ai_edge_litert import schema_py_generated as schema_fb
+
+    model = schema_fb.Model.GetRootAs(model_bytes(path_or_bytes), 0)
+    out: dict[str, str] = {}
+    for i in range(model.MetadataLength()):
+        entry = model.Metadata(i)
+        data = model.Buffers(entry.Buffer()).DataAsNumpy()
+        if isinstance(data, np.ndarray):
+            try:
+                out[entry.Name().decode()] = data.tobytes().decode()
+            except UnicodeDecodeError:
+                continue
+    return out
+
+
 def litert_interpreter(path_or_bytes: str | Path | bytes, xnnpack: bool = False):
     """A LiteRT interpreter on the reference kernels (what verifies a file: XNNPACK refused some valid int8 files),
     or with the XNNPACK delegate on one thread (``xnnpack=True``: what a desktop or phone host runs)."""

@@ -16,7 +16,7 @@ import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 
@@ -35,14 +35,21 @@ CONVERT_TIMEOUT_S = 900
 class TwinJob:
     """What the worker needs: the plan (``{"inputs", "ops", "outputs"}``, JSON), its weights (``<op>/<key>``, Keras
     layout), representative inputs for the quantized modes, and torch's outputs ``ref_out`` on ``ref_in`` — all in
-    the twin's layout, with the batch axis first. ``signature``: give the files a "serving_default" signature."""
+    the twin's layout, with the batch axis first. A plan with several inputs (a knob model's audio and ``params``)
+    gives ``calib`` and ``ref_in`` as a sequence, one array per input in the plan's order. ``signature``: give the
+    files a "serving_default" signature. ``metadata``: TFLite metadata entries (name → text) every file carries."""
 
     plan: dict[str, Any]
     weights: dict[str, np.ndarray]
-    calib: np.ndarray
-    ref_in: np.ndarray
+    calib: np.ndarray | Sequence[np.ndarray]
+    ref_in: np.ndarray | Sequence[np.ndarray]
     ref_out: np.ndarray
     signature: bool = False
+    metadata: dict[str, str] | None = None
+
+
+def _per_input(a: np.ndarray | Sequence[np.ndarray]) -> list[np.ndarray]:
+    return [np.asarray(x, np.float32) for x in ([a] if isinstance(a, np.ndarray) else a)]
 
 
 def run_tflite_job(job: TwinJob, paths: Mapping[str, str | Path | None], *, tolerance: float = TWIN_TOLERANCE,
@@ -63,11 +70,12 @@ def run_tflite_job(job: TwinJob, paths: Mapping[str, str | Path | None], *, tole
         folder = Path(tmp)
         (folder / "plan.json").write_text(json.dumps(job.plan))
         np.savez(folder / "weights.npz", **{k: np.asarray(v, np.float32) for k, v in job.weights.items()})
-        np.save(folder / "calib.npy", np.asarray(job.calib, np.float32))
-        np.save(folder / "ref_in.npy", np.asarray(job.ref_in, np.float32))
+        np.savez(folder / "calib.npz", *_per_input(job.calib))
+        np.savez(folder / "ref_in.npz", *_per_input(job.ref_in))
         np.save(folder / "ref_out.npy", np.asarray(job.ref_out, np.float32))
         (folder / "job.json").write_text(json.dumps({**{m: wanted.get(m) for m in MODES}, "tolerance": tolerance,
-                                                       "signature": job.signature}))
+                                                       "signature": job.signature,
+                                                       "metadata": dict(job.metadata or {})}))
         env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "TF_USE_LEGACY_KERAS": "1", "CUDA_VISIBLE_DEVICES": ""}
         t0 = time.perf_counter()
         try:

@@ -10,6 +10,12 @@ Contract (the same as the streaming ONNX export, :mod:`tinyverse.export.onnx_str
   invoke to the next). It starts at zero, so the runner pre-warms it on ``prewarm`` zeros (48,000 by default: what
   NAM's trainer does to settle the state it stores in the .nam).
 
+* knob models (``"params"`` in ``model.input_shapes``): a second input ``params`` (1, K), the knob values normalised
+  to [0, 1] and ordered by name, held for the block.
+
+Every file carries the model's stream metadata (``model.stream_metadata()``: kind, receptive field, a knob model's
+knob declaration) as the TFLite metadata entry ``tinyverse_stream`` (JSON), as the streaming ONNX file does.
+
 The model writes its own twin plan (``model.streaming_twin(block_size)``, :mod:`tinyverse.audio.twin`) and says what
 the twin must compute (``model.twin_reference``); the conversion job both modalities share
 (:mod:`tinyverse.export.tflite_job`) checks the twin against it and converts. The quantized files are calibrated on
@@ -17,6 +23,7 @@ blocks of the training signal.
 """
 from __future__ import annotations
 
+import json
 import logging
 from pathlib import Path
 from typing import Any
@@ -25,9 +32,11 @@ import numpy as np
 import torch
 from torch import nn
 
-from tinyverse.audio.calibration import calibration_blocks
+from tinyverse.audio.calibration import calibration_blocks, calibration_params
 from tinyverse.export.onnx_float import ExportError
-from tinyverse.export.tflite import TensorQuant, capture_fd, litert_interpreter, model_bytes, tflm_arena_bytes
+from tinyverse.export.onnx_stream import STREAM_META_KEY, is_knob_model, knob_vector
+from tinyverse.export.tflite import (TensorQuant, capture_fd, litert_interpreter, litert_quant, model_bytes,
+                                     tflite_metadata, tflm_arena_bytes)
 from tinyverse.export.tflite_job import CONVERT_TIMEOUT_S, TwinJob, run_tflite_job
 
 __all__ = ["LSTM_PREWARM", "TFLiteStreamProcessor", "export_streaming_tflite", "streaming_twin_job"]
@@ -50,10 +59,18 @@ def streaming_twin_job(model: nn.Module, calib_signal: np.ndarray, block_size: i
     plan = streaming_twin(block_size)
     calib = calibration_blocks(model, calib_signal, block_size, num_calib)
     ref_in = calib[:num_check]
+    shape = (-1, *plan.input_shape)
+    meta = {STREAM_META_KEY: json.dumps(model.stream_metadata())}
+    if is_knob_model(model):  # each calibration block at its own knob vector, spread over the range
+        params = calibration_params(model, len(calib))
+        with torch.no_grad():
+            ref_out = model.twin_reference(torch.as_tensor(ref_in), torch.as_tensor(params[:num_check])).numpy()
+        return TwinJob(plan.to_json(), plan.weights, [calib.reshape(shape), params],
+                       [ref_in.reshape(shape), params[:num_check]], ref_out, metadata=meta), plan
     with torch.no_grad():
         ref_out = model.twin_reference(torch.as_tensor(ref_in, dtype=torch.float32)).numpy()
-    shape = (-1, *plan.input_shape)
-    return TwinJob(plan.to_json(), plan.weights, calib.reshape(shape), ref_in.reshape(shape), ref_out), plan
+    return TwinJob(plan.to_json(), plan.weights, calib.reshape(shape), ref_in.reshape(shape), ref_out,
+                   metadata=meta), plan
 
 
 def export_streaming_tflite(model: nn.Module, calib_audio: np.ndarray, block_size: int = 512, *,
@@ -81,15 +98,35 @@ class TFLiteStreamProcessor:
     The model's fixed block length and receptive field are read from its input/output shapes; blocks of any
     length are cut / zero-padded into model blocks (an LSTM's state is exact when the host block is a multiple
     of the model block, as a pedal's is). ``prewarm``: zeros run through a stateful (LSTM) model on reset.
-    ``in_q`` / ``out_q``: (dtype, scale, zero point) of the input and output.
+    ``in_q`` / ``out_q``: (dtype, scale, zero point) of the input and output. ``meta``: the file's stream
+    metadata (empty for a file written before it was stored).
+
+    A knob model's file (a ``params`` input) runs at ``params`` (normalised; default: the declared defaults in its
+    metadata), fed with every invoke; :meth:`set_params` moves the knobs from the next block on, and a reset
+    pre-warms an LSTM at the current knobs.
     """
 
     def __init__(self, path_or_bytes: str | Path | bytes, runtime: str = "litert", prewarm: int | None = None,
-                 arena_size: int | None = None) -> None:
+                 arena_size: int | None = None, params: Any = None) -> None:
         self.model_bytes = model_bytes(path_or_bytes)
         ref = litert_interpreter(self.model_bytes)
         self.ops = [op["op_name"] for op in ref._get_ops_details()]
-        din, dout = ref.get_input_details()[0], ref.get_output_details()[0]
+        text = tflite_metadata(self.model_bytes).get(STREAM_META_KEY)
+        self.meta: dict[str, Any] = json.loads(text) if text else {}
+        inputs = ref.get_input_details()
+        # the knob vector is the input named params (or, failing a name, the one without a time axis)
+        self.params_index = next((i for i, d in enumerate(inputs) if "params" in d["name"]), None)
+        if self.params_index is None and len(inputs) > 1:
+            self.params_index = next(i for i, d in enumerate(inputs) if len(d["shape"]) == 2)
+        self.audio_index = next(i for i in range(len(inputs)) if i != self.params_index)
+        self.knobbed = self.params_index is not None
+        self.params: np.ndarray | None = None
+        if self.knobbed:
+            self._qp = litert_quant(inputs[self.params_index])
+            self.params = knob_vector(self.meta, params, "params")
+        elif params is not None:
+            raise ValueError("this .tflite file has no params input (not a knob model's export)")
+        din, dout = inputs[self.audio_index], ref.get_output_details()[0]
         self.in_shape = tuple(int(s) for s in din["shape"])
         self.length, self.block = int(np.prod(self.in_shape)), int(np.prod(dout["shape"]))
         self.rf = self.length - self.block + 1
@@ -99,12 +136,15 @@ class TFLiteStreamProcessor:
         self._qout = TensorQuant(tuple(int(s) for s in dout["shape"]), self.out_q[0].name, float(self.out_q[1]),
                                  int(self.out_q[2]))
         self.stateful = "UNIDIRECTIONAL_SEQUENCE_LSTM" in self.ops
-        self.prewarm = (LSTM_PREWARM if self.stateful else 0) if prewarm is None else int(prewarm)
+        # a knob LSTM settles at its setting for as long as its torch stream does (stored with the file)
+        settle = int(self.meta["settle_samples"]) if self.meta.get("settle_samples") else LSTM_PREWARM
+        self.prewarm = (settle if self.stateful else 0) if prewarm is None else int(prewarm)
         self.runtime = runtime
         self.arena_bytes: int | None = None
         if runtime in ("litert", "xnnpack"):
             self.interp = ref if runtime == "litert" else litert_interpreter(self.model_bytes, xnnpack=True)
             self._in_index, self._out_index = din["index"], dout["index"]
+            self._p_index = inputs[self.params_index]["index"] if self.knobbed else None
         elif runtime == "tflm":
             self.interp = self._tflm(ref, arena_size)
         else:
@@ -129,17 +169,56 @@ class TFLiteStreamProcessor:
             size *= 2
         raise ExportError(f"TFLM could not allocate tensors even with a {size // 2} byte arena")
 
+    @property
+    def audio_quant(self) -> TensorQuant:
+        """The audio input's shape, dtype, scale and zero point (input ``audio_index`` of the file)."""
+        return self._qin
+
+    @property
+    def params_quant(self) -> TensorQuant | None:
+        """The knob vector input's (input ``params_index``), or None for a file without one."""
+        return self._qp if self.knobbed else None
+
+    @property
+    def output_quant(self) -> TensorQuant:
+        return self._qout
+
+    def set_params(self, params: Any) -> None:
+        """Move the knobs (a normalised vector) from the next block on; history / state carry over."""
+        if not self.knobbed:
+            raise ValueError("this .tflite file has no params input (not a knob model's export)")
+        self.params = knob_vector(self.meta, params, "params")
+
     def _invoke(self, frame: np.ndarray) -> np.ndarray:
         q = self._qin.quantize(frame.reshape(self.in_shape))
+        if self.knobbed and self.params is None:
+            raise ValueError("this .tflite file declares no knobs (no defaults): give the knob vector (set_params)")
+        qp = self._qp.quantize(self.params.reshape(self._qp.shape)) if self.knobbed else None
         if self.runtime != "tflm":
             self.interp.set_tensor(self._in_index, q)
+            if qp is not None:
+                self.interp.set_tensor(self._p_index, qp)
             self.interp.invoke()
             out = self.interp.get_tensor(self._out_index)
-        else:
-            self.interp.set_input(q, 0)
+        else:  # TFLM numbers the inputs as the file does (LiteRT's order)
+            self.interp.set_input(q, self.audio_index)
+            if qp is not None:
+                self.interp.set_input(qp, self.params_index)
             self.interp.invoke()
             out = np.array(self.interp.get_output(0), copy=True)
         return self._qout.dequantize(np.asarray(out)).reshape(-1)
+
+    def golden(self, frame: np.ndarray) -> dict[str, np.ndarray]:
+        """One invoke on ``frame`` (``length`` samples: a block with its context) at the current knobs, from the
+        current state, as the integer tensors a firmware test compares: ``input``, ``params`` (a knob model's) and
+        ``output`` (the raw output tensor)."""
+        q = self._qin.quantize(np.asarray(frame, np.float32).reshape(self.in_shape))
+        out = {"input": q.reshape(-1)}
+        if self.knobbed:
+            out["params"] = self._qp.quantize(self.params.reshape(self._qp.shape)).reshape(-1)
+        y = self._invoke(np.asarray(frame, np.float32))
+        out["output"] = self._qout.quantize(y) if self._qout.quantized else y
+        return out
 
     def reset(self) -> None:
         if self.stateful:
@@ -148,7 +227,7 @@ class TFLiteStreamProcessor:
             else:
                 self.interp.reset()
         self.history = np.zeros(self.rf - 1, np.float32)
-        if self.prewarm:
+        if self.prewarm and not (self.knobbed and self.params is None):  # a knob file pre-warms at its setting
             zeros = np.zeros(self.block, np.float32)
             for _ in range(-(-self.prewarm // self.block)):
                 self._invoke(np.concatenate([self.history, zeros]))

@@ -4,10 +4,11 @@ convert it to the .tflite files asked for (float32, full int8, int16 activations
 Run as a script (``python tflite_worker.py JOB_DIR``; :func:`tinyverse.export.tflite_job.run_tflite_job` does) so
 TensorFlow is imported only here and a converter crash cannot take the caller down. It imports nothing from
 tinyverse. JOB_DIR holds ``plan.json`` (``{"inputs": [{"name", "shape"}], "ops": [...], "outputs": [...]}``; shapes
-without the batch axis, NHWC), ``weights.npz`` (``<op name>/<key>``, Keras layout), ``calib.npy`` (representative
-inputs), ``ref_in.npy`` / ``ref_out.npy`` (torch's outputs on them, in the twin's layout) and ``job.json``
-(``{"float": path|null, "int8": path|null, "int16": path|null, "tolerance": float, "signature": bool}``); it writes
-``result.json``
+without the batch axis, NHWC), ``weights.npz`` (``<op name>/<key>``, Keras layout), ``calib.npz`` (representative
+inputs, one array per plan input, in order), ``ref_in.npz`` / ``ref_out.npy`` (torch's outputs on them, in the twin's
+layout) and ``job.json`` (``{"float": path|null, "int8": path|null, "int16": path|null, "tolerance": float,
+"signature": bool, "metadata": {name: text}}``: each written file carries ``metadata`` as TFLite metadata entries);
+it writes ``result.json``
 (``build_s``, ``twin_max_abs_diff``, ``convert_<mode>_s``, ``errors`` per mode; ``error`` when the twin disagrees
 with torch), rewritten after each mode so a converter that dies mid-way leaves what it wrote.
 
@@ -33,6 +34,9 @@ kind           fields (weights)                                          TFLite 
 ``gather``     indices (last axis)                                       GATHER
 ``identity``   -                                                         - (folded away)
 ``crop``       top: drop the first ``top`` steps of the time axis        STRIDED_SLICE
+``broadcast``  shape (without batch): repeat the size-1 axes to it       BROADCAST_TO (TILE's int8 version is
+                                                                         not in LiteRT's reference kernels, TFLM)
+``matmul``     2 inputs, both tensors (a generated weight matrix)        BATCH_MATMUL
 ``lstm``       units (kernel, recurrent, b); sequences in and out        UNIDIRECTIONAL_SEQUENCE_LSTM
 =============  ========================================================  =========================================
 
@@ -141,20 +145,24 @@ def apply_op(op: dict, xs: list, w: Callable[..., Any]):
         return x
     if kind == "crop":
         return x[:, op["top"]:]
+    if kind == "broadcast":  # a knob vector held over the block's time steps
+        return tf.broadcast_to(x, [1, *op["shape"]])
+    if kind == "matmul":  # activations times a matrix computed in the graph (a hypernetwork's weights)
+        return tf.matmul(xs[0], xs[1])
     raise ValueError(f"unknown twin op kind {kind!r} ({op['name']})")
 
 
 def build(plan: dict, weights: dict[str, np.ndarray], signature: bool = False):
-    """``(call, make_converter)``: ``call(x)`` runs the twin on one ``(1, *shape)`` input, ``make_converter()`` gives a
+    """``(call, make_converter)``: ``call(*xs)`` runs the twin on one ``(1, *shape)`` example of each plan input
+    (in order), ``make_converter()`` gives a
     fresh ``TFLiteConverter`` for it. ``signature``: the file gets a "serving_default" signature (LiteRT's signature
     runner; the converter then goes through a SavedModel, ~1-2 s more per file on a 200-op graph); a plan with an
     LSTM always has one."""
     import tensorflow as tf
 
-    if len(plan["inputs"]) != 1 or len(plan["outputs"]) != 1:
-        raise ValueError(f"the worker converts one input and one output, the plan has {len(plan['inputs'])} and "
-                         f"{len(plan['outputs'])}")
-    inp = plan["inputs"][0]
+    if len(plan["outputs"]) != 1:
+        raise ValueError(f"the worker converts one output, the plan has {len(plan['outputs'])}")
+    inputs = plan["inputs"]
     # created once, before tracing (captured constants): the graph's node order, hence the .tflite's op order and
     # TFLM's memory plan, is the order of the ops alone
     consts = {key: tf.constant(value) for key, value in weights.items()}
@@ -170,8 +178,8 @@ def build(plan: dict, weights: dict[str, np.ndarray], signature: bool = False):
     if any(op["kind"] == "lstm" for op in plan["ops"]):
         import tf_keras as keras
 
-        def graph(x):
-            tensors = {inp["name"]: x}
+        def graph(*xs):
+            tensors = {i["name"]: x for i, x in zip(inputs, xs)}
             for op in plan["ops"]:
                 xs = [tensors[s] for s in op["src"]]
                 if op["kind"] == "lstm":
@@ -182,17 +190,19 @@ def build(plan: dict, weights: dict[str, np.ndarray], signature: bool = False):
                     tensors[op["name"]] = apply_op(op, xs, weight(op))
             return tensors[plan["outputs"][0]]
 
-        x = keras.Input(shape=tuple(inp["shape"]), batch_size=1, name=inp["name"])
-        model = keras.Model(x, graph(x))
-        return (lambda t: model(t, training=False)), (lambda: tf.lite.TFLiteConverter.from_keras_model(model))
+        xs = [keras.Input(shape=tuple(i["shape"]), batch_size=1, name=i["name"]) for i in inputs]
+        model = keras.Model(xs if len(xs) > 1 else xs[0], graph(*xs))
+        return (lambda *t: model(list(t) if len(t) > 1 else t[0], training=False)), \
+            (lambda: tf.lite.TFLiteConverter.from_keras_model(model))
 
-    def graph(x):
-        tensors = {inp["name"]: x}
+    def graph(*xs):
+        tensors = {i["name"]: x for i, x in zip(inputs, xs)}
         for op in plan["ops"]:
             tensors[op["name"]] = apply_op(op, [tensors[s] for s in op["src"]], weight(op))
         return tensors[plan["outputs"][0]]
 
-    fn = tf.function(graph, input_signature=[tf.TensorSpec([1, *inp["shape"]], tf.float32, name=inp["name"])])
+    fn = tf.function(graph, input_signature=[tf.TensorSpec([1, *i["shape"]], tf.float32, name=i["name"])
+                                             for i in inputs])
     concrete = fn.get_concrete_function()
     owner = fn
     if signature:  # a tf.Module as the trackable object gives the file its "serving_default" signature
@@ -201,10 +211,12 @@ def build(plan: dict, weights: dict[str, np.ndarray], signature: bool = False):
     return fn, (lambda: tf.lite.TFLiteConverter.from_concrete_functions([concrete], owner))
 
 
-def configure(converter, mode: str, calib: np.ndarray | None) -> None:
+def configure(converter, mode: str, calib: np.ndarray | list[np.ndarray] | None,
+              names: list[str] | None = None) -> None:
     """The converter settings of each mode: float32 as is; "int8" full integer (int8 weights, activations, input
     and output; per-channel conv weights); "int16" int16 activations with int8 weights ("16x8", int16 input and
-    output). Both quantized modes calibrate on ``calib``, one sample per step."""
+    output). Both quantized modes calibrate on ``calib`` (an array, or one per input named in ``names``: the file's
+    signature inputs, since the converter orders a graph's inputs its own way), one sample per step."""
     import tensorflow as tf
 
     if mode == "float":
@@ -212,9 +224,12 @@ def configure(converter, mode: str, calib: np.ndarray | None) -> None:
     if mode not in MODES:
         raise ValueError(f"unknown conversion mode {mode!r} (known: {', '.join(MODES)})")
 
-    def representative():
-        for i in range(calib.shape[0]):
-            yield [calib[i:i + 1].astype(np.float32)]
+    arrays = calib if isinstance(calib, (list, tuple)) else [calib]
+
+    def representative():  # one example of every input per step; several inputs by name (the signature's)
+        for i in range(arrays[0].shape[0]):
+            sample = [a[i:i + 1].astype(np.float32) for a in arrays]
+            yield sample if len(sample) == 1 else dict(zip(names or [], sample))
 
     converter.optimizations = [tf.lite.Optimize.DEFAULT]
     converter.representative_dataset = representative
@@ -229,9 +244,38 @@ def configure(converter, mode: str, calib: np.ndarray | None) -> None:
         converter.inference_output_type = tf.int16
 
 
+def with_metadata(model: bytes, metadata: dict[str, str]) -> bytes:
+    """``model`` with each ``name: text`` as a TFLite metadata entry (a buffer named in ``Model.metadata``), added the
+    way the converter adds its own conversion metadata (TensorFlow's flatbuffer_utils); an entry of the same name is
+    replaced. Interpreters ignore entries they do not know."""
+    from tensorflow.lite.python import schema_py_generated as schema_fb
+    from tensorflow.lite.tools import flatbuffer_utils
+
+    obj = flatbuffer_utils.read_model_from_bytearray(bytearray(model))
+    obj.metadata = list(obj.metadata or [])
+    for name, text in metadata.items():
+        buf = schema_fb.BufferT()
+        buf.data = np.frombuffer(text.encode(), np.uint8)
+        entry = next((m for m in obj.metadata if m.name.decode() == name), None)
+        if entry is not None:
+            obj.buffers[entry.buffer] = buf
+            continue
+        obj.buffers.append(buf)
+        entry = schema_fb.MetadataT()
+        entry.name, entry.buffer = name, len(obj.buffers) - 1
+        obj.metadata.append(entry)
+    return flatbuffer_utils.convert_object_to_bytearray(obj)
+
+
 def _one_line(err: BaseException) -> str:
     text = str(err).strip().splitlines()
     return f"{type(err).__name__}: {text[-1] if text else ''}".rstrip(": ")
+
+
+def _arrays(path: Path) -> list[np.ndarray]:
+    """The arrays of an .npz written with ``np.savez(path, *arrays)``, in order (one per plan input)."""
+    with np.load(path) as z:
+        return [z[f"arr_{i}"] for i in range(len(z.files))]
 
 
 def main(job_dir: str) -> int:
@@ -248,10 +292,11 @@ def main(job_dir: str) -> int:
         (job_path / "result.json").write_text(json.dumps(result))
 
     t0 = time.perf_counter()
-    call, make_converter = build(plan, weights, bool(job.get("signature")))
+    # several inputs: a signature names them (the representative dataset feeds them by name)
+    call, make_converter = build(plan, weights, bool(job.get("signature")) or len(plan["inputs"]) > 1)
     result["build_s"] = time.perf_counter() - t0
-    ref_in, ref_out = np.load(job_path / "ref_in.npy"), np.load(job_path / "ref_out.npy")
-    twin = np.concatenate([np.asarray(call(ref_in[i:i + 1])) for i in range(ref_in.shape[0])])
+    ref_in, ref_out = _arrays(job_path / "ref_in.npz"), np.load(job_path / "ref_out.npy")
+    twin = np.concatenate([np.asarray(call(*(a[i:i + 1] for a in ref_in))) for i in range(ref_in[0].shape[0])])
     if twin.size != ref_out.size:
         result["error"] = (f"the twin's outputs have shape {list(twin.shape)}, torch's {list(ref_out.shape)}: "
                            f"a layer was translated wrongly")
@@ -264,7 +309,8 @@ def main(job_dir: str) -> int:
                            f"{job['tolerance']:.1g}; a layer was translated wrongly")
         write()
         return 2
-    calib = np.load(job_path / "calib.npy")
+    calib = _arrays(job_path / "calib.npz")
+    metadata = job.get("metadata") or {}
     result["errors"] = {}
     for mode in MODES:
         if not job.get(mode):
@@ -272,8 +318,9 @@ def main(job_dir: str) -> int:
         t0 = time.perf_counter()
         try:
             converter = make_converter()
-            configure(converter, mode, calib)
-            Path(job[mode]).write_bytes(converter.convert())
+            configure(converter, mode, calib, [i["name"] for i in plan["inputs"]])
+            data = converter.convert()
+            Path(job[mode]).write_bytes(with_metadata(data, metadata) if metadata else data)
             result[f"convert_{mode}_s"] = time.perf_counter() - t0
         except Exception as err:  # noqa: BLE001 - one mode that fails to convert does not lose the others
             result["errors"][mode] = _one_line(err)

@@ -47,8 +47,11 @@ class ModelCost:
     latency_samples: int = 0  # output delay a streaming host sees (0: sample-synchronous)
     weights: int | None = None  # numbers the model file stores (.nam "weights"; params plus e.g. head_scale)
     # A knob model's work that depends on the knob values only (a hypernet, a knob embedding, the knob columns of
-    # a layer): MACs per knob change, run once per block while the knobs are still — not counted per sample.
+    # a layer), not counted in macs_per_sample: MACs per ``conditioning_per`` — "block" (run once per block while
+    # the knobs are still: an embedding, a hypernet) or "sample" (knobs as input channels: their columns multiply
+    # with every sample).
     conditioning_macs: int | None = None
+    conditioning_per: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

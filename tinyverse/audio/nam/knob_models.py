@@ -13,10 +13,21 @@
 
 Every model implements the model contract (:mod:`tinyverse.models.contract`) with the two inputs: ``cost()``
 counts per sample only the work that depends on the audio, and in ``conditioning_macs`` the work that depends on the
-knobs only (the hypernet, the embedding, FiLM scales and shifts, the knob columns of a layer) — a host computes it
-once per knob change, not per sample. Streaming holds the knobs constant per block: ``stream_init(dtype, params)``,
-``stream_block`` as any streaming model, and ``stream_params(state, params)`` to move the knobs between blocks
-(the history / recurrent state carries over).
+knobs only (the hypernet, the embedding, FiLM scales and shifts, the knob columns of a layer), with
+``conditioning_per`` saying how often the exported graph runs it: ``"sample"`` for the Cat models (the knobs are
+input channels: their columns multiply with every sample), ``"block"`` for FiLM and HyperConvNet (the embedding /
+hypernet runs once per block while the knobs are still). Streaming holds the knobs constant per block:
+``stream_init(dtype, params)``, ``stream_block`` as any streaming model, and ``stream_params(state, params)`` to move
+the knobs between blocks (the history / recurrent state carries over).
+
+Exports (:mod:`tinyverse.export.onnx_stream`, :mod:`tinyverse.export.tflite_stream`) have two inputs, the block and
+``params`` (the normalised knob vector), plus a state model's ``h`` / ``c``; ``streaming_module()`` is the ONNX
+graph, ``streaming_twin(block)`` the TFLite twin (:class:`tinyverse.audio.twin.TwinPlan` with a ``params`` input):
+CatLSTM broadcasts the knobs over the block and concatenates them to the audio before the fused LSTM; CatWaveNet does
+the same before the rechannel and the input mixins; FiLMWaveNet computes the embedding, every FiLM's scale / shift and
+every mixin term once per block (FULLY_CONNECTED on ``params``) and broadcasts them over time; HyperConvNet runs the
+hypernetwork once per block and each generated kernel-2 conv as a constant tap-stacking conv times the generated
+weight matrix (BATCH_MATMUL: the weights are activations, quantized per tensor).
 
 :meth:`KnobModel.frozen` folds constant knob values into a plain NAM model that any NAM plugin or pedal loads:
 CatLSTM → LSTM (the knob columns of the input weights times the values join the bias), CatWaveNet → WaveNet (the
@@ -45,12 +56,12 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from tinyverse.audio.knobs import KnobSet
-from tinyverse.audio.twin import AudioExportError, TwinPlan
+from tinyverse.audio.twin import TWIN_ACTIVATIONS, AudioExportError, TwinPlan
 from tinyverse.models.contract import DeviceOp, ModelCost, StreamKind
 
 from .activations import NamActivation
 from .convnet import NAMConvNet
-from .models import NAMLSTM, NAMModel, NAMWaveNet
+from .models import NAMLSTM, TWIN_EXPORTS, NAMModel, NAMWaveNet
 from .presets import A1_WAVENET, a1_wavenet_layers
 from .wavenet_layers import FILM_POINTS, ConvHistory, FiLMSpec, LayerArraySpec, WaveNetLayerArray, check_int
 
@@ -79,6 +90,32 @@ def _audio(x: torch.Tensor) -> torch.Tensor:
     if x.dim() == 3 and x.shape[1] == 1:
         return x
     raise ValueError(f"expected audio of shape (N, L) or (N, 1, L), got {tuple(x.shape)}")
+
+
+def _np(t: torch.Tensor) -> np.ndarray:
+    return t.detach().to(torch.float64).cpu().numpy()
+
+
+def _twin_dense(p: TwinPlan, name: str, src: str, w: np.ndarray, b: np.ndarray | None = None,
+                activation: str | None = None) -> str:
+    """A per-block vector op: (1, n) → (1, m) for a torch Linear weight ``w`` (m, n) (FULLY_CONNECTED)."""
+    p.weights[f"{name}/w"] = np.ascontiguousarray(np.asarray(w).T, np.float32)
+    if b is not None:
+        p.weights[f"{name}/b"] = np.asarray(b, np.float32)
+    return p.op("dense", name, [src], activation=activation)
+
+
+def _twin_over_time(p: TwinPlan, name: str, vec: str, n: int) -> str:
+    """A (1, n) per-block vector as (1, 1, 1, n): broadcast over the time steps of an NHWC signal."""
+    return p.op("reshape", name, [vec], shape=[1, 1, n])
+
+
+def _twin_params_tiled(p: TwinPlan, shape: list[int]) -> str:
+    """The knob vector held over the block: ``params`` (1, K) broadcast to (1, length, ..., K) for ``shape`` =
+    [length, ..., K] (a signal of K channels; BROADCAST_TO, which every runtime runs in int8 and int16)."""
+    k = p.extra_inputs["params"][0]
+    one = p.op("reshape", "params_step", ["params"], shape=[1] * (len(shape) - 1) + [k])
+    return p.op("broadcast", "params_tiled", [one], shape=list(shape))
 
 
 class KnobModel(nn.Module):
@@ -163,11 +200,20 @@ class KnobModel(nn.Module):
     def conditioning_macs(self) -> int:
         raise NotImplementedError
 
+    # How often the exported graph computes the knob-only work: "sample" (knobs as input channels) or "block".
+    conditioning_per: ClassVar[str] = "block"
+
     def cost(self) -> ModelCost:
-        """MACs per output sample for the audio path; ``conditioning_macs`` once per knob change."""
+        """MACs per output sample for the audio path; ``conditioning_macs`` per ``conditioning_per`` (a sample or a
+        block)."""
         n = int(sum(p.numel() for p in self.parameters()))
         return ModelCost(params=n, macs_per_sample=int(self.per_sample_macs()), receptive_field=int(self.receptive_field),
-                         weights=n, conditioning_macs=int(self.conditioning_macs()))
+                         weights=n, conditioning_macs=int(self.conditioning_macs()),
+                         conditioning_per=self.conditioning_per)
+
+    def conditioning_op(self) -> dict[str, Any]:
+        """What the device check reads about the conditioning, added to the first device op."""
+        return {"conditioning_macs": int(self.conditioning_macs()), "conditioning_per": self.conditioning_per}
 
     def describe(self) -> dict[str, Any]:
         out: dict[str, Any] = {"architecture": self.knob_architecture, "num_knobs": self.num_knobs}
@@ -207,14 +253,24 @@ class KnobModel(nn.Module):
         return _KnobValidMode(self)
 
     def streaming_twin(self, block_size: int) -> TwinPlan:
-        raise AudioExportError(f"no streaming TFLite twin for {type(self).__name__} yet (a params input)")
+        """The TFLite twin: inputs ``x`` (the block with its context, as the plain models') and ``params`` (K,)."""
+        raise AudioExportError(f"no streaming TFLite twin for {type(self).__name__}")
 
-    def twin_reference(self, x: torch.Tensor) -> torch.Tensor:
-        raise AudioExportError(f"no streaming TFLite twin for {type(self).__name__} yet (a params input)")
+    def twin_reference(self, x: torch.Tensor, params: torch.Tensor) -> torch.Tensor:
+        """What the twin computes on ``x`` (N, block + rf − 1) at ``params`` (N, K): valid mode."""
+        return self(x, params)
+
+    def twin_blockers(self) -> list[str]:
+        """Features the TFLite twin does not cover (none for the built-in families)."""
+        return []
 
     def unavailable_exports(self) -> dict[str, str]:
-        why = "the streaming TFLite twin has no params input yet"
-        return {step: why for step in ("tflite", "tflite_int8", "tflite_int16")}
+        """The TFLite steps, each with why, when the model has layers the twin does not cover; {} otherwise."""
+        blockers = self.twin_blockers()
+        if not blockers:
+            return {}
+        why = f"no streaming TFLite twin for this {self.knob_architecture}: {', '.join(blockers)}"
+        return {step: why for step in TWIN_EXPORTS}
 
     def scored_outputs(self, x: torch.Tensor, params: torch.Tensor) -> dict[str, torch.Tensor]:
         return {self.knob_architecture: self(x, params)}
@@ -286,6 +342,7 @@ class NAMCatLSTM(StreamsThroughSnapshot, KnobModel):
 
     knob_architecture = "CatLSTM"
     stream_kind: StreamKind = "state"
+    conditioning_per = "sample"  # the knob columns of the input weights, with every sample
 
     def __init__(self, num_knobs: int | None = None, hidden_size: int = 16, num_layers: int = 1,
                  knobs: KnobSet | Mapping[str, Any] | None = None) -> None:
@@ -330,7 +387,7 @@ class NAMCatLSTM(StreamsThroughSnapshot, KnobModel):
 
     def device_ops(self) -> list[DeviceOp]:
         return [{"op_class": "LSTM", "hidden_size": self.hidden_size, "num_layers": self.num_layers,
-                 "conditioning": "concat"}]
+                 "conditioning": "concat", **self.conditioning_op()}]
 
     def prepare_for_inference(self) -> None:
         """Streams and frozen snapshots start from the state silence settles to at their setting (NAM's trainer
@@ -360,10 +417,48 @@ class NAMCatLSTM(StreamsThroughSnapshot, KnobModel):
         return {"h": self.initial_hidden, "c": self.initial_cell}
 
     def stream_metadata(self) -> dict[str, Any]:
-        return {**super().stream_metadata(), "num_layers": self.num_layers, "hidden_size": self.hidden_size}
+        """Also the initial state and how many zeros a stream settles on at its setting before it starts (an
+        exported file's host does what :meth:`stream_init` does)."""
+        return {**super().stream_metadata(), "num_layers": self.num_layers, "hidden_size": self.hidden_size,
+                "initial_h": self.initial_hidden.detach().double().tolist(),
+                "initial_c": self.initial_cell.detach().double().tolist(),
+                "settle_samples": int(self.settle_samples)}
 
     def streaming_module(self) -> nn.Module:
         return _CatLSTMStep(self)
+
+    def streaming_twin(self, block_size: int) -> TwinPlan:
+        """``params`` tiled over the block and concatenated to the audio (CONCATENATION of (1, B, 1) and
+        (1, B, K)), one fused LSTM per layer, a Dense head. The fused op's state starts at zero; the host pre-warms it
+        at the stream's setting (:class:`tinyverse.export.tflite_stream.TFLiteStreamProcessor`)."""
+        p = TwinPlan([block_size, 1])
+        p.add_input("params", [self.num_knobs])
+        src = p.op("concat", "lstm_in", ["x", _twin_params_tiled(p, [block_size, self.num_knobs])], axis=-1)
+        for k in range(self.num_layers):
+            name = f"lstm{k}"
+            p.weights[f"{name}/kernel"] = np.ascontiguousarray(_np(getattr(self.core, f"weight_ih_l{k}")).T, np.float32)
+            p.weights[f"{name}/recurrent"] = np.ascontiguousarray(_np(getattr(self.core, f"weight_hh_l{k}")).T,
+                                                                  np.float32)
+            bias = _np(getattr(self.core, f"bias_ih_l{k}")) + _np(getattr(self.core, f"bias_hh_l{k}"))
+            p.weights[f"{name}/b"] = bias.astype(np.float32)
+            src = p.op("lstm", name, [src], units=self.hidden_size)
+        p.weights["head/w"] = np.ascontiguousarray(_np(self.head.weight).T, np.float32)
+        p.weights["head/b"] = _np(self.head.bias).astype(np.float32)
+        p.output = p.op("dense", "head", [src])
+        return p
+
+    def unavailable_exports(self) -> dict[str, str]:
+        """No int16x8 TFLite: the converter cannot quantize the fused LSTM op to 16x8 (measured, TensorFlow 2.21)."""
+        return {**super().unavailable_exports(),
+                "tflite_int16": "TFLite's converter has no 16x8 quantization for the fused LSTM op "
+                                "(\"Quantization to 16x8-bit not yet supported for op: UNIDIRECTIONAL_SEQUENCE_LSTM\")"}
+
+    def twin_reference(self, x: torch.Tensor, params: torch.Tensor) -> torch.Tensor:
+        """From a zero state, as the fused LSTM op's variable starts."""
+        zeros = torch.zeros(self.num_layers, x.shape[0], self.hidden_size, dtype=x.dtype)
+        inp = torch.cat([x.unsqueeze(1), _tile(params.to(x.dtype), x.shape[-1])], dim=1).transpose(1, 2)
+        out, _ = self.core(inp, (zeros, zeros))
+        return self.head(out)[..., 0]
 
 
 class _CatLSTMStep(nn.Module):
@@ -484,9 +579,124 @@ class _KnobWaveNet(KnobModel):
         kernels = [k for s in self.mono for k in s.kernel_sizes]
         return [{"op_class": "WAVENET", "layer_arrays": d["layer_arrays"], "gated": d["gated"],
                  "kernel_size": max(kernels), "receptive_field": int(self.receptive_field),
-                 "conditioning": self.conditioning_kind}] + [{"op_class": a.upper()} for a in d["activations"]]
+                 "conditioning": self.conditioning_kind, **self.conditioning_op()}] + \
+            [{"op_class": a.upper()} for a in d["activations"]]
 
     conditioning_kind: ClassVar[str] = ""
+
+    # -- the TFLite twin ----------------------------------------------------------------------------------------
+    def twin_blockers(self) -> list[str]:
+        """What the twin (built for the A1 layer, as the plain WaveNet's) does not cover in the audio layers."""
+        out = [f for s in self.mono for f in s.a1_blockers() if f != "per-layer kernel sizes"]
+        return list(dict.fromkeys(out))
+
+    def twin_condition(self, p: TwinPlan, length: int) -> tuple[str, str | None, str | None]:
+        """(the first layer array's input, the condition as a signal or None, the condition as a per-block vector
+        (1, condition_size) or None) in the twin ``p`` whose input ``x`` is ``length`` samples."""
+        raise NotImplementedError
+
+    def _twin_film(self, p: TwinPlan, cond_vec: str | None, layer: nn.Module, key: str, pre: str, part: str,
+                   rows: slice) -> tuple[str, str | None] | None:
+        """The per-block (scale, shift) vectors of ``layer``'s FiLM at ``key`` for its ``rows``, or None."""
+        if cond_vec is None or key not in layer.films:
+            return None
+        f = layer.films[key]
+        w, b = _np(f.conv.weight)[:, :, 0], _np(f.conv.bias)
+        idx = np.arange(f.dim)[rows]
+        scale = _twin_dense(p, f"{pre}_{key}{part}_s", cond_vec, w[idx], b[idx])
+        shift = _twin_dense(p, f"{pre}_{key}{part}_t", cond_vec, w[f.dim + idx], b[f.dim + idx]) if f.shift else None
+        return scale, shift
+
+    @staticmethod
+    def _twin_affine(p: TwinPlan, name: str, x: str, st: tuple[str, str | None], n: int, signal: bool) -> str:
+        """``x * scale + shift``: a signal (scale / shift broadcast over time) or a (1, n) vector."""
+        s, t = st
+        if signal:
+            s = _twin_over_time(p, f"{name}_sb", s, n)
+            t = _twin_over_time(p, f"{name}_tb", t, n) if t is not None else None
+        y = p.op("mul", f"{name}_mul", [x, s])
+        return p.op("add", f"{name}_add", [y, t]) if t is not None else y
+
+    def streaming_twin(self, block_size: int) -> TwinPlan:
+        """The A1 layer arrays as the plain WaveNet's twin builds them (dilated CONV_2D, crops, gating, 1×1s, head
+        rechannel with ``head_scale`` folded), on the condition :meth:`twin_condition` gives: a signal (CatWaveNet:
+        the knobs tiled and concatenated to the audio) through the input mixins, or a per-block vector (FiLMWaveNet:
+        the embedding) whose FiLM scales / shifts and mixin terms are computed once per block and broadcast."""
+        blockers = self.twin_blockers()
+        if blockers:
+            raise AudioExportError(f"no streaming TFLite twin for this {self.knob_architecture}: {', '.join(blockers)}")
+        length = block_size + self.receptive_field - 1
+        p = TwinPlan([length, 1, 1])
+        p.add_input("params", [self.num_knobs])
+        y, cond_sig, cond_vec = self.twin_condition(p, length)
+        head: str | None = None
+        n_arrays, scale = len(self.layer_arrays), float(self.head_scale)
+        for i, la in enumerate(self.layer_arrays):
+            bn = int(la.spec.bottleneck)
+            h = p.conv(f"a{i}_rechannel", y, _np(la.rechannel.weight), None)
+            for j, layer in enumerate(la.layers):
+                pre = f"a{i}_l{j}"
+                act = TWIN_ACTIVATIONS[layer.activation.type]
+                hin = h
+                if (st := self._twin_film(p, cond_vec, layer, "conv_pre_film", pre, "", slice(None))) is not None:
+                    hin = self._twin_affine(p, f"{pre}_conv_pre_film", h, st, la.spec.channels, True)
+                w, b, mix = _np(layer.conv.weight), _np(layer.conv.bias), _np(layer.input_mixer.weight)
+                parts = {"": slice(None)} if not layer.gated else {"_top": slice(0, bn), "_bot": slice(bn, 2 * bn)}
+                z = {}
+                for part, sl in parts.items():
+                    rows = len(range(*sl.indices(w.shape[0])))
+                    zc = p.conv(f"{pre}_conv{part}", hin, w[sl], b[sl], layer.dilation)
+                    if (st := self._twin_film(p, cond_vec, layer, "conv_post_film", pre, part, sl)) is not None:
+                        zc = self._twin_affine(p, f"{pre}_conv_post_film{part}", zc, st, rows, True)
+                    terms = [zc]
+                    if cond_sig is not None:  # the condition is a signal: the mixin is a 1×1 conv on it
+                        cond = f"{pre}_cond"
+                        if cond not in p.offset:
+                            cond = p.crop(cond, cond_sig, p.offset[zc])
+                        terms.append(p.conv(f"{pre}_mix{part}", cond, mix[sl], None))
+                    if cond_vec is not None:  # a per-block vector: the mixin term is one too
+                        terms.append(self._twin_mixin_vector(p, cond_vec, layer, pre, part, sl, mix[sl, :, 0]))
+                    zz = p.op("add", f"{pre}_z{part}", terms)
+                    if (st := self._twin_film(p, cond_vec, layer, "activation_pre_film", pre, part, sl)) is not None:
+                        zz = self._twin_affine(p, f"{pre}_activation_pre_film{part}", zz, st, rows, True)
+                    z[part] = zz
+                if not layer.gated:
+                    a = p.op("act", f"{pre}_act", [z[""]], fn=act)
+                else:  # A1 gating: activation(top) × sigmoid(bottom)
+                    top = p.op("act", f"{pre}_act_top", [z["_top"]], fn=act)
+                    gate = p.op("act", f"{pre}_gate", [z["_bot"]], fn="sigmoid")
+                    a = p.op("mul", f"{pre}_act", [top, gate])
+                st = self._twin_film(p, cond_vec, layer, "activation_post_film", pre, "", slice(None))
+                if st is not None:
+                    a = self._twin_affine(p, f"{pre}_activation_post_film", a, st, bn, True)
+                res = p.conv(f"{pre}_1x1", a, _np(layer.one_by_one.weight), _np(layer.one_by_one.bias))
+                h = p.op("add", f"{pre}_out", [p.crop(f"{pre}_skip", h, p.offset[a]), res])
+                head = a if head is None else p.op("add", f"{pre}_head",
+                                                   [p.crop(f"{pre}_head_in", head, p.offset[a]), a])
+            hw = _np(la.head_rechannel.weight)
+            hb = _np(la.head_rechannel.bias) if la.head_rechannel.bias is not None else None
+            if i == n_arrays - 1:  # fold y = head_scale · head into the last head conv
+                hw, hb = hw * scale, (hb * scale if hb is not None else None)
+            head = p.conv(f"a{i}_head_rechannel", head, hw, hb)
+            y = h
+        assert head is not None
+        p.output = head
+        return p
+
+    def _twin_mixin_vector(self, p: TwinPlan, cond_vec: str, layer: nn.Module, pre: str, part: str, rows: slice,
+                           mix: np.ndarray) -> str:
+        """A constant condition's mixin term (with its FiLMs) for ``rows``, broadcast over time."""
+        c = cond_vec
+        if "input_mixin_pre_film" in layer.films:  # once per layer (a gated layer's two halves share it)
+            shifted = layer.films["input_mixin_pre_film"].shift
+            c = f"{pre}_input_mixin_pre_film_{'add' if shifted else 'mul'}"
+            if c not in p.offset:
+                st = self._twin_film(p, cond_vec, layer, "input_mixin_pre_film", pre, "", slice(None))
+                c = self._twin_affine(p, f"{pre}_input_mixin_pre_film", cond_vec, st, 0, False)
+        m = _twin_dense(p, f"{pre}_mixv{part}", c, mix)
+        if (st := self._twin_film(p, cond_vec, layer, "input_mixin_post_film", pre, part, rows)) is not None:
+            m = self._twin_affine(p, f"{pre}_input_mixin_post_film{part}", m, st, mix.shape[0], False)
+        return _twin_over_time(p, f"{pre}_mixb{part}", m, mix.shape[0])
 
     def plain_wavenet(self) -> NAMWaveNet:
         """The plain WaveNet a freeze writes (the audio layer arrays), in this model's dtype."""
@@ -516,6 +726,7 @@ class NAMCatWaveNet(_KnobWaveNet):
 
     knob_architecture = "CatWaveNet"
     conditioning_kind = "concat"
+    conditioning_per = "sample"  # knob channels of the rechannel and every mixin, with every sample
 
     def __init__(self, num_knobs: int | None = None, layers: Sequence[dict[str, Any]] | None = None,
                  preset: str = "nano", head_scale: float = 0.02,
@@ -525,6 +736,11 @@ class NAMCatWaveNet(_KnobWaveNet):
     def inputs(self, a: torch.Tensor, p: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         c = torch.cat([a, _tile(p, a.shape[-1])], dim=1)
         return c, c
+
+    def twin_condition(self, p: TwinPlan, length: int) -> tuple[str, str | None, str | None]:
+        """``[x, p_1 .. p_K]``: the knobs tiled over the input and concatenated to it, as the torch model."""
+        c = p.op("concat", "cond", ["x", _twin_params_tiled(p, [length, 1, self.num_knobs])], axis=-1)
+        return c, c, None
 
     def per_sample_macs(self) -> int:
         return int(self.audio_conv_macs() - self.conditioning_macs() + 1)  # + head_scale
@@ -600,6 +816,12 @@ class NAMFiLMWaveNet(_KnobWaveNet):
 
     def embedding(self, p: torch.Tensor) -> torch.Tensor:
         return self.embed(p)
+
+    def twin_condition(self, p: TwinPlan, length: int) -> tuple[str, str | None, str | None]:
+        """The audio alone into the rechannel; the embedding ``W2 · tanh(W1 · p + b1) + b2`` once per block."""
+        first, last = self.embed[0], self.embed[2]
+        hidden = _twin_dense(p, "embed_hidden", "params", _np(first.weight), _np(first.bias), activation="tanh")
+        return "x", None, _twin_dense(p, "embed", hidden, _np(last.weight), _np(last.bias))
 
     def inputs(self, a: torch.Tensor, p: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         return a, _tile(self.embed(p), a.shape[-1])
@@ -682,6 +904,7 @@ class NAMHyperConvNet(StreamsThroughSnapshot, KnobModel):
     (streaming); the generated net runs per sample."""
 
     knob_architecture = "HyperConvNet"
+    conditioning_per = "block"  # the hypernet, once per block
 
     def __init__(self, num_knobs: int | None = None, channels: int = 4,
                  dilations: Sequence[int] = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512), activation: str = "Tanh",
@@ -781,8 +1004,76 @@ class NAMHyperConvNet(StreamsThroughSnapshot, KnobModel):
 
     def device_ops(self) -> list[DeviceOp]:
         return [{"op_class": "CONVNET", "channels": self.channels, "blocks": len(self.dilations), "kernel_size": 2,
-                 "receptive_field": int(self.receptive_field), "conditioning": "hypernet"},
+                 "receptive_field": int(self.receptive_field), "conditioning": "hypernet", **self.conditioning_op()},
                 {"op_class": self.activation.type.upper()}]
+
+    def streaming_module(self) -> nn.Module:
+        """``(x, params)`` → y for any batch: each generated conv as a batched matmul (the training forward's grouped
+        conv has the batch in its group count, which an exported graph would fix)."""
+        return _HyperValidMode(self)
+
+    def twin_blockers(self) -> list[str]:
+        return [] if self.activation.type in TWIN_ACTIVATIONS else [f"{self.activation.type} activation"]
+
+    def unavailable_exports(self) -> dict[str, str]:
+        """No int16x8 TFLite: its file converts and LiteRT runs it within the int16 bound, but TFLite Micro's int16
+        BATCH_MATMUL of two activations rounds differently from LiteRT's reference kernel and the generated convs
+        chain it, so the TFLM row cannot reproduce LiteRT to the few output steps the check allows (measured on
+        NAM_HyperConvNet_nano: 5-11 steps; a chain of 8 such layers: up to 29). int8 agrees (<= 3 steps)."""
+        return {**super().unavailable_exports(),
+                "tflite_int16": "TFLite Micro's int16 BATCH_MATMUL (the generated weights times the signal) rounds "
+                                "differently from LiteRT's reference kernel, and the generated convs chain it: the "
+                                "TFLM render is up to 11 output steps from LiteRT's on NAM_HyperConvNet_nano "
+                                "(bound 4); use tflite_int8"}
+
+    def generated_rows(self) -> list[tuple[np.ndarray, np.ndarray]]:
+        """Per generated tensor, the hypernet's output layer (weight rows, bias) with the tensor's affine folded in:
+        the tensor is ``rows · hidden + bias`` (flattened in the tensor's order)."""
+        out, w, b, pos = [], _np(self.hyper[-1].weight), _np(self.hyper[-1].bias), 0
+        for i, n in enumerate(self.numels):
+            scale, shift = float(self.affine_scale[i].detach()), float(self.affine_shift[i].detach())
+            out.append((w[pos:pos + n] * scale, b[pos:pos + n] * scale + shift))
+            pos += n
+        return out
+
+    def streaming_twin(self, block_size: int) -> TwinPlan:
+        """The hypernetwork once per block (FULLY_CONNECTED on ``params``); each generated kernel-2 conv as a constant
+        CONV_2D that stacks its two taps (weights 0 / 1: exact in int8) times the generated (2·C_in, C_out) matrix
+        (BATCH_MATMUL of two activations) plus the generated bias; the head the same way."""
+        blockers = self.twin_blockers()
+        if blockers:
+            raise AudioExportError(f"no streaming TFLite twin for this HyperConvNet: {', '.join(blockers)}")
+        length = block_size + self.receptive_field - 1
+        p = TwinPlan([length, 1, 1])
+        src = p.add_input("params", [self.num_knobs])
+        for i, layer in enumerate(self.hyper[:-1]):
+            if isinstance(layer, nn.Linear):  # each hidden Linear is followed by its ReLU
+                src = _twin_dense(p, f"hyper{i}", src, _np(layer.weight), _np(layer.bias), activation="relu")
+        gen = self.generated_rows()
+        act = TWIN_ACTIVATIONS[self.activation.type]
+        h, cin, cur, c = "x", 1, length, self.channels
+        for i, d in enumerate(self.dilations):
+            (ww, wb), (bw, bb) = gen[2 * i], gen[2 * i + 1]
+            co, ci, k = np.meshgrid(np.arange(c), np.arange(cin), np.arange(2), indexing="ij")
+            perm = np.empty(2 * cin * c, np.int64)  # matrix row k·C_in + ci, column co ← w[co, ci, k]
+            perm[((k * cin + ci) * c + co).ravel()] = (co * cin * 2 + ci * 2 + k).ravel()
+            wm = p.op("reshape", f"b{i}_wmat", [_twin_dense(p, f"b{i}_wgen", src, ww[perm], wb[perm])],
+                      shape=[2 * cin, c])
+            bias = _twin_over_time(p, f"b{i}_bias", _twin_dense(p, f"b{i}_bgen", src, bw, bb), c)
+            sel = np.zeros((2 * cin, cin, 2))
+            for tap in range(2):
+                sel[tap * cin + np.arange(cin), np.arange(cin), tap] = 1.0
+            taps = p.conv(f"b{i}_taps", h, sel, None, d)
+            cur -= d
+            mm = p.op("matmul", f"b{i}_mm", [p.op("reshape", f"b{i}_taps3", [taps], shape=[cur, 2 * cin]), wm])
+            z = p.op("add", f"b{i}_z", [p.op("reshape", f"b{i}_mm4", [mm], shape=[cur, 1, c]), bias])
+            h, cin = p.op("act", f"b{i}_act", [z], fn=act), c
+        (hw, hb), (bw, bb) = gen[-2], gen[-1]
+        wm = p.op("reshape", "head_wmat", [_twin_dense(p, "head_wgen", src, hw, hb)], shape=[c, 1])
+        y = p.op("matmul", "head_mm", [p.op("reshape", "head_in", [h], shape=[cur, c]), wm])
+        bias = p.op("reshape", "head_bias", [_twin_dense(p, "head_bgen", src, bw, bb)], shape=[1, 1])
+        p.output = p.op("add", "head", [y, bias])
+        return p
 
     @torch.no_grad()
     def frozen(self, params: Any) -> NAMConvNet:
@@ -792,3 +1083,20 @@ class NAMHyperConvNet(StreamsThroughSnapshot, KnobModel):
                                                                                          device=p.device)
         m.import_weights(torch.cat([t.reshape(-1) for t in self.generate(p)]))
         return m
+
+
+class _HyperValidMode(nn.Module):
+    def __init__(self, model: NAMHyperConvNet) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, x: torch.Tensor, params: torch.Tensor) -> torch.Tensor:
+        m = self.model
+        t = m.generate(params)
+        h = x.unsqueeze(1)
+        for i, d in enumerate(m.dilations):
+            w, b = t[2 * i], t[2 * i + 1]  # (N, C_out, C_in, 2), (N, C_out)
+            taps = torch.cat([h[..., :-d], h[..., d:]], dim=1)  # tap 0 (d samples back), then tap 1 (now)
+            h = m.activation(torch.bmm(torch.cat([w[..., 0], w[..., 1]], dim=2), taps) + b.unsqueeze(-1))
+        w, b = t[-2], t[-1]  # (N, 1, C, 1), (N, 1)
+        return (torch.bmm(w[..., 0], h) + b.unsqueeze(-1))[:, 0]
