@@ -66,12 +66,27 @@ AUDIO_CASES = [
     ("training:\n", "testing:\n  enable: false\ntraining:\n", "testing.enable", "not used by the audio modality"),
     ("training:\n", "compilation:\n  golden_vectors: 2\ntraining:\n", "compilation.golden_vectors",
      "not used by the audio modality: it writes no C golden vectors"),
-    ("training:\n", "compilation:\n  exporters: [onnx, c_header]\ntraining:\n", "compilation.exporters",
-     "'c_header' is not an export of the audio modality; choose from onnx, onnx_int8, tflite, tflite_int16, "
-     "tflite_int8"),
     ("  generated_seconds: 6\n", "  generated_seconds: 6\n  enable: false\n", "dataset.enable",
      "the audio modality needs its capture"),
 ]
+
+
+def test_audio_refuses_an_exporter_that_does_not_declare_audio(tmp_path):
+    from tinyverse.export.base import Exporter
+    from tinyverse.registry import EXPORTERS
+
+    class CsvDump(Exporter):  # declares no modality: time series only
+        name = "csv_dump"
+
+    EXPORTERS.register("csv_dump", CsvDump)
+    try:
+        text = AUDIO.replace("training:\n", "compilation:\n  exporters: [onnx, csv_dump]\ntraining:\n", 1)
+        with pytest.raises(ConfigError) as e:
+            load_config(_write(tmp_path, text))
+        assert "compilation.exporters" in str(e.value) and "'csv_dump' is not an export of the audio modality; " \
+            "choose from c_header, onnx, onnx_int8, tflite, tflite_int16, tflite_int8" in str(e.value)
+    finally:
+        EXPORTERS.unregister("csv_dump")
 
 
 @pytest.mark.parametrize("old,new,key,message", AUDIO_CASES, ids=[c[2] + ("" if c[1] else "-default")
