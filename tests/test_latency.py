@@ -37,7 +37,8 @@ def test_f28p55_estimate_counts_channel_overheads_on_the_npu():
 
 
 def _ti_cls_1k_npu(channels: int, length: int, classes: int) -> ModelSpec:
-    """TI's CLS_1k_NPU (tinyml-modelzoo models/classification.py): BN, Conv5 8, Conv5 8, MaxPool3/2, Conv3 16, GAP, FC."""
+    """TI's CLS_1k_NPU (tinyml-modelzoo models/classification.py): BN, Conv5 8, Conv5 8, MaxPool 3/2, Conv3 16,
+    GAP, FC."""
     return ModelSpec({"inputs": {"x": [channels, length, 1]}, "layers": {
         "bn0": {"type": "BatchNormLayer"},
         "c1": {"type": "ConvBNReLULayer", "out_channels": 8, "kernel_size": 5},
