@@ -69,6 +69,8 @@ def main(args: argparse.Namespace) -> int:
                     f"no: {report.violations[0]}"
                 est = [f"{report.totals['flash_bytes']:,}", f"{report.totals['ram_bytes']:,}",
                        fmt_ms(report.totals.get("latency_ms"))]
+                if per_sample and report.totals.get("macs_per_sample"):  # the check's count: + knob conditioning
+                    macs = f"{report.totals['macs_per_sample']:,}/sample"
                 if args.fits_only and not report.fits:
                     continue
             elif args.fits_only:
