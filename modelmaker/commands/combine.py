@@ -9,18 +9,25 @@ are resampled to the chain's (``--strict-sample-rate`` refuses them instead). Pr
 ``--flatten MODEL`` writes one plain model instead, for pedals that cannot load containers: the zoo model MODEL
 (e.g. ``NAM_WaveNet_feather``) trained on the chain's output for a standard-style input, with its ESR against the
 chain printed; ``--flatten fold`` folds a WaveNet → IR chain exactly into one WaveNet (its post-stack head).
+
+``--export DIR`` also writes what was written as streaming artifacts — one ONNX graph (float, int8) and one TFLite
+graph (float, int8, int16x8) for the whole rig, and the int8 C array (``model_int8.h`` / ``.c``) — each rendered block
+by block and judged against the rig (:func:`tinyverse.audio.model_export.export_model`); a FAIL row exits 2 after
+the files and ``compile_report.md`` are written.
 """
 from __future__ import annotations
 
 import argparse
 import logging
+import sys
 from pathlib import Path
 
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("combine", help="chain .nam models and cabinet IRs (or a graph of them) into one .nam file")
     p.add_argument("models", nargs="*",
-                   help="stages in order: .nam files, impulse responses (.wav/.flac/.aiff), zoo model names, .ckpt")
+                   help="stages in order: .nam files, impulse responses (.wav/.flac/.aiff), knob models (.pt), zoo "
+                        "model names, .ckpt")
     p.add_argument("--dag", metavar="GRAPH.yaml", help="a graph file (nodes, fan-out, fan-in, output) instead of a chain")
     p.add_argument("-o", "--output", required=True, help="the .nam file to write")
     p.add_argument("--sample-rate", type=int, default=None,
@@ -34,14 +41,20 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--flatten-epochs", type=int, default=10, help="--flatten MODEL: training epochs (default 10)")
     p.add_argument("--flatten-seconds", type=float, default=40.0,
                    help="--flatten MODEL: seconds of standard-style input the chain renders (default 40)")
+    p.add_argument("--export", metavar="DIR",
+                   help="also write the streaming exports of what is written (ONNX, TFLite float/int8/int16x8, the "
+                        "int8 C array) into DIR (new or empty), each verified block by block against it")
     p.set_defaults(func=main)
 
 
 def _stage_names(model) -> list[str]:
+    def name(d: dict) -> str:
+        return d.get("knob_architecture", d.get("architecture", next(iter(d))))
+
     d = model.describe()
     if "models" in d:
-        return [m["architecture"] for m in d["models"]]
-    return [f"{n}: {v.get('architecture', next(iter(v)))}" for n, v in d["nodes"].items()]
+        return [name(m) for m in d["models"]]
+    return [f"{n}: {name(v)}" for n, v in d["nodes"].items()]
 
 
 def main(args: argparse.Namespace) -> int:
@@ -65,6 +78,10 @@ def main(args: argparse.Namespace) -> int:
     inputs = [Path(args.dag)] if args.dag else [Path(m) for m in args.models]
     if any(p.exists() and output.exists() and p.resolve() == output.resolve() for p in inputs):
         raise CompositionError(f"-o {output} is one of the inputs: writing would overwrite it; write to another file")
+    export_dir = Path(args.export) if args.export else None
+    if export_dir is not None and (export_dir.is_file() or (export_dir.is_dir() and any(export_dir.iterdir()))):
+        what = "a file" if export_dir.is_file() else "a folder that is not empty"
+        raise CompositionError(f"--export {export_dir} is {what}: exports never overwrite; give a new folder")
     logging.getLogger("tinyverse.audio").setLevel(logging.INFO)  # say which IRs were resampled
     if args.dag:
         composed = load_graph(args.dag, sample_rate=args.sample_rate, strict_rate=args.strict_sample_rate)
@@ -74,7 +91,8 @@ def main(args: argparse.Namespace) -> int:
         default_name = " + ".join(Path(m).stem for m in args.models)
     model = composed.model
     if args.flatten:
-        return _flatten(args, composed, output, args.name or default_name)
+        model = _flatten(args, composed, output, args.name or default_name)
+        return _export(model, composed.sample_rate, export_dir) if export_dir is not None else 0
     try:
         output.parent.mkdir(parents=True, exist_ok=True)
         save_nam(model, output, {"name": args.name or default_name}, composed.sample_rate)
@@ -89,17 +107,47 @@ def main(args: argparse.Namespace) -> int:
           f"{cost.macs_per_sample:,} MACs/sample, {cost.weights:,} weights")
     for note in composed.notes:
         print(f"  note: {note}")
-    if arch == "Sequential":
+    if model.knobs is not None:
+        knobs = ", ".join(f"{n} {k.min:g}..{k.max:g}" if k.type == "continuous" else f"{n} on/off"
+                          for n, k in model.knobs.knobs.items())
+        print(f"  knobs: {knobs}; set them when playing: modelmaker render {output} in.wav out.wav --param NAME=VALUE")
+        print("  a knob stage is tinyverse's KnobModel extension of .nam (docs/composition.md): NAM Core cannot load "
+              "the file; modelmaker render plays it")
+    elif arch == "Sequential":
         print("  NAM Core's Sequential format: plugins with a Core that reads Sequential load it "
               "(older Core and most pedals do not)")
     else:
         print("  tinyverse's DAG extension of .nam (docs/composition.md): NAM Core cannot load it; "
               "modelmaker render plays it")
+    return _export(model, composed.sample_rate, export_dir) if export_dir is not None else 0
+
+
+def _export(model, sample_rate: int, export_dir: Path) -> int:
+    """The streaming exports of ``model``, each verified; 2 when a row failed (the files and report are written)."""
+    from tinyverse.audio.model_export import export_model
+    from tinyverse.verification import failed_rows
+
+    def on_row(row: dict) -> None:
+        status = (row.get("verdict") or {}).get("status", "-")
+        note = row["error"] if "error" in row else f"ESR vs the model {row['esr_vs_torch']:.2e}"
+        print(f"  {row['artifact']:<26} {status:<4}  {note}")
+
+    print(f"exporting into {export_dir} (each artifact rendered block by block on standard-style input) ...")
+    result = export_model(model, sample_rate, export_dir, on_row=on_row)
+    for label, why in result["not_available"].items():
+        print(f"  {label:<26} n/a   {why}")
+    files = sorted(p.name for p in export_dir.iterdir() if p.is_file())
+    print(f"wrote {export_dir}: {', '.join(files)}")
+    failed = failed_rows(result["rows"])
+    if failed:
+        print(f"modelmaker: error: {len(failed)} export row(s) failed: {failed[0]} (see "
+              f"{export_dir / 'compile_report.md'})", file=sys.stderr)
+        return 2
     return 0
 
 
-def _flatten(args: argparse.Namespace, composed, output: Path, name: str) -> int:
-    """Write one plain model for ``composed``: distilled into a zoo model, or folded exactly."""
+def _flatten(args: argparse.Namespace, composed, output: Path, name: str):
+    """Write one plain model for ``composed`` (distilled into a zoo model, or folded exactly) and return it."""
     from tinyverse.audio import esr_verdict
     from tinyverse.audio.composition import CompositionError
     from tinyverse.audio.flatten import FlattenError, distil, fold, fold_ir
@@ -126,7 +174,7 @@ def _flatten(args: argparse.Namespace, composed, output: Path, name: str) -> int
               "of a stream (until then the folded head hears the amp's answer to silence)")
         print(f"  receptive field {cost.receptive_field:,} samples, {cost.macs_per_sample:,} MACs/sample, "
               f"{cost.weights:,} weights")
-        return 0
+        return result.model
     try:
         student = create_model(args.flatten)
     except RegistryError as e:
@@ -147,4 +195,4 @@ def _flatten(args: argparse.Namespace, composed, output: Path, name: str) -> int
     print(f"  receptive field {cost.receptive_field:,} samples (the chain's: {chain.receptive_field:,}), "
           f"{cost.macs_per_sample:,} MACs/sample (the chain's: {chain.cost().macs_per_sample:,})")
     print(f"  {fold_note}")
-    return 0
+    return result.model

@@ -178,15 +178,11 @@ def test_sequential_cost_adds_up_and_nests() -> None:
     assert m(torch.zeros(1, 5000, dtype=torch.float64)).shape[-1] == 5000 - 4097 + 1
 
 
-def test_composed_models_say_they_have_no_streaming_export_yet() -> None:
-    from tinyverse.audio.twin import AudioExportError
-
+def test_composed_models_have_every_streaming_export() -> None:
+    # one ONNX / TFLite graph for the whole chain or graph (tests/audio/test_composition_exports.py renders them)
     for model in (NAMSequential([nano(0), fir([1.0, 0.5])]), two_cab_dag("sum")):
-        missing = model.unavailable_exports()
-        assert set(missing) == {"onnx", "onnx_int8", "tflite", "tflite_int8", "tflite_int16"}
-        assert all("pre-warms on its own silence" in why for why in missing.values())
-        with pytest.raises(AudioExportError, match="play the .nam file"):
-            model.streaming_module()
+        assert model.unavailable_exports() == {} and model.stream_kind == "state"
+        assert list(model.streaming_twin(64).input_shape) == [64, 1, 1]  # the block alone: histories are inside
 
 
 def test_nested_sequential_round_trips_through_a_file(tmp_path: Path) -> None:
@@ -670,3 +666,124 @@ def test_the_size_knob_of_a_composed_model_moves_every_slimmable_child() -> None
             assert float((lite - reference(x)).abs().max()) > 1e-4
     with pytest.raises(ValueError, match="no model in this Sequential has a slimmable size"):
         NAMSequential([nano(1), fir([1.0])]).set_slim(0.0)
+
+
+# -------------------------------------------------------------------------------------------------- knob stages
+
+
+KNOB_CORE = Path(__file__).parent / "data" / "knob_core"
+
+
+def knob_stage(name: str = "catwavenet"):
+    from tinyverse.audio.knob_file import load_knob_model
+    from tinyverse.audio.nam import KnobStage
+
+    return KnobStage(load_knob_model(KNOB_CORE / f"{name}.pt")[0])
+
+
+def test_cost_receptive_field_and_latency_add_up_with_knob_stages() -> None:
+    drive, ir, amp = knob_stage("catwavenet"), fir([0.5, 0.25, -0.125, 0.0625]), nano(0)
+    k = drive.model.cost()
+    seq = NAMSequential([drive, amp, ir])
+    c = seq.cost()
+    assert c.params == k.params + amp.cost().params + 4 == sum(p.numel() for p in seq.parameters())
+    assert c.macs_per_sample == k.macs_per_sample + amp.cost().macs_per_sample + 4  # the audio path, per sample
+    assert c.conditioning_macs == k.conditioning_macs > 0 and c.conditioning_per == k.conditioning_per == "sample"
+    assert c.weights == drive.num_weights + amp.num_weights + 4
+    assert c.receptive_field == seq.receptive_field == drive.receptive_field + 4093 + 4 - 2 and c.latency_samples == 0
+    assert seq.input_shapes == {"audio": (None,), "params": (2,)} and seq.knobs.names == ["bright", "gain"]
+    assert NAMSequential([amp, ir]).cost().conditioning_macs is None  # no knob stage: nothing per knob change
+    # a DAG: the knob stage on one branch, the longest path gives the receptive field, fan-in MACs on top
+    dag = NAMDAG({"drive": DagNode(model=knob_stage("hyperconvnet")), "cab": DagNode(model=ir, input="drive"),
+                  "dry": DagNode(model=fir([1.0] + [0.0] * 40)),
+                  "mix": DagNode(mix="mean", inputs=("cab", "dry"))}, "mix")
+    h = dag.nodes["drive"].model.model.cost()
+    d = dag.cost()
+    assert d.receptive_field == max(h.receptive_field + 3, 41)
+    assert d.macs_per_sample == h.macs_per_sample + 4 + 41 + 2 and d.conditioning_macs == h.conditioning_macs
+    assert d.conditioning_per == "block"  # a hypernet runs once per block
+    # stages that condition differently: the per-sample ones count with every sample, the per-block ones apart
+    both = NAMSequential([knob_stage("catwavenet"), knob_stage("hyperconvnet")]).cost()
+    assert both.macs_per_sample == k.macs_per_sample + k.conditioning_macs + h.macs_per_sample
+    assert (both.conditioning_macs, both.conditioning_per) == (h.conditioning_macs, "block")
+    # the device check sees the whole chain, knob stage included
+    from tinyverse.devices import check_model
+
+    report = check_model(seq, "pocket-master", model_name="rig")
+    assert report.totals["macs_per_sample"] == c.macs_per_sample + c.conditioning_macs  # knob columns, every sample
+
+
+def test_knob_stages_play_at_their_share_of_the_knob_vector(tmp_path: Path) -> None:
+    drive, second = knob_stage("catwavenet"), knob_stage("hyperconvnet")
+    seq = NAMSequential([drive, fir([0.6, 0.3]), second]).double()
+    x = np.random.default_rng(4).standard_normal(1500) * 0.3
+    setting = {"gain": 7.0, "bright": 1.0}
+    p = seq.knobs.vector(setting, "test")
+    with torch.no_grad():
+        whole = seq(torch.as_tensor(x)[None], pad_start=True, params=torch.as_tensor(p, dtype=torch.float64))[0]
+        by_hand = torch.as_tensor(x)[None]
+        for m in seq.models:  # both knob models declare gain and bright alike: one knob drives both
+            if hasattr(m, "knobs"):
+                by_hand = m(by_hand, pad_start=True, params=torch.as_tensor(m.knobs.vector(setting, "t")).double())
+            else:
+                by_hand = m(by_hand, pad_start=True)
+    np.testing.assert_allclose(whole.numpy(), by_hand[0].numpy(), atol=1e-12)
+    # streamed in blocks, moving a knob between blocks as a host does
+    state = seq.stream_init(torch.float64, params=p)
+    y1, state = seq.stream_block(torch.as_tensor(x[:700])[None], state)
+    y2, _ = seq.stream_block(torch.as_tensor(x[700:])[None], state)
+    np.testing.assert_allclose(torch.cat([y1, y2]).numpy(), whole.numpy(), atol=1e-9)
+    moved = seq.stream_params(seq.stream_init(torch.float64, params=p),
+                              seq.knobs.vector({"gain": 2.0, "bright": 0}, "t"))
+    y3, _ = seq.stream_block(torch.as_tensor(x[:700])[None], moved)
+    assert np.abs(y3.numpy() - y1.numpy()).max() > 1e-4
+    # a round trip through the file (tinyverse's KnobModel extension object)
+    back = model_from_nam(save_nam(seq.float(), tmp_path / "rig.nam", {}, 48_000))
+    d = json.loads((tmp_path / "rig.nam").read_text())
+    assert [m["architecture"] for m in d["config"]["models"]] == ["KnobModel", "Linear", "KnobModel"]
+    with torch.no_grad():
+        pt = torch.as_tensor(p)
+        assert torch.equal(back(torch.as_tensor(x, dtype=torch.float32)[None], pad_start=True, params=pt),
+                           seq.float()(torch.as_tensor(x, dtype=torch.float32)[None], pad_start=True, params=pt))
+
+
+def test_knob_stages_that_disagree_are_refused_in_one_line() -> None:
+    from tinyverse.audio.knob_file import load_knob_model
+    from tinyverse.audio.nam import KnobStage
+    from tinyverse.audio.nam.knob_models import NAMCatWaveNet
+
+    other = NAMCatWaveNet(knobs={"gain": {"min": 0, "max": 5}})
+    with pytest.raises(ValueError) as e:
+        NAMSequential([knob_stage("catwavenet"), KnobStage(other)])
+    assert "knob 'gain' is declared by model 0" in str(e.value) and "model 1" in str(e.value)
+    with pytest.raises(ValueError, match="declares no knobs"):
+        KnobStage(NAMCatWaveNet(num_knobs=2))
+    with pytest.raises(ValueError, match="wrap a knob model in tinyverse.audio.nam.KnobStage"):
+        NAMSequential([load_knob_model(KNOB_CORE / "catwavenet.pt")[0]])
+    with pytest.raises(NamFormatError, match="a KnobModel object is a stage of a Sequential or DAG"):
+        d = nam_to_dict(NAMSequential([knob_stage()]))["config"]["models"][0]
+        model_from_nam(__import__("tinyverse.audio.nam", fromlist=["nam_from_dict"]).nam_from_dict(d))
+
+
+def test_cli_combine_a_knob_model_and_render_it_at_a_setting(tmp_path: Path, capsys) -> None:
+    from modelmaker.cli import main as cli
+
+    sf.write(tmp_path / "cab.wav", np.array([0.6, 0.3, 0.1], np.float32), 48_000, subtype="FLOAT")
+    rig = tmp_path / "rig.nam"
+    assert cli(["combine", str(KNOB_CORE / "catwavenet.pt"), str(tmp_path / "cab.wav"), "-o", str(rig)]) == 0
+    out = capsys.readouterr().out
+    assert "CatWaveNet" in out and "knobs: bright on/off, gain 0..10" in out and "NAM Core cannot load" in out
+    x = np.random.default_rng(5).standard_normal(3000).astype(np.float32) * 0.3
+    sf.write(tmp_path / "in.wav", x, 48_000, subtype="FLOAT")
+    assert cli(["render", str(rig), str(tmp_path / "in.wav"), str(tmp_path / "g7.wav"), "--param", "gain=7"]) == 0
+    assert cli(["render", str(rig), str(tmp_path / "in.wav"), str(tmp_path / "g2.wav"), "--param", "gain=2"]) == 0
+    g7, g2 = sf.read(tmp_path / "g7.wav", dtype="float32")[0], sf.read(tmp_path / "g2.wav", dtype="float32")[0]
+    model = model_from_nam(rig)
+    with torch.no_grad():
+        expected = model(torch.as_tensor(x)[None], pad_start=True,
+                         params=torch.as_tensor(model.knobs.vector({"gain": 7}, "t", fill_defaults=True)))[0].numpy()
+    assert np.abs(g7 - expected).max() < 1e-5 and np.abs(g7 - g2).max() > 1e-3
+    assert "knob 'bright' not given: using its default 0" in capsys.readouterr().err
+    assert cli(["render", str(rig), str(tmp_path / "in.wav"), str(tmp_path / "bad.wav"), "--param", "drive=1"]) == 2
+    err = capsys.readouterr().err
+    assert "unknown knob 'drive'" in err and err.strip().count("\n") == 0

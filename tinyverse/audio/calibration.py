@@ -5,20 +5,50 @@ from __future__ import annotations
 import numpy as np
 from torch import nn
 
-__all__ = ["calibration_blocks", "calibration_params"]
+__all__ = ["calibration_blocks", "calibration_params", "calibration_states"]
 
 
 def calibration_blocks(model: nn.Module, audio: np.ndarray, block_size: int, count: int = 64,
                        seed: int = 0) -> np.ndarray:
     """``count`` model inputs cut from ``audio`` (the training audio): blocks with their receptive-field context
-    for WaveNet / Linear, plain blocks for the LSTM. Shape (count, block + rf − 1)."""
-    rf = int(getattr(model, "receptive_field", 1))
+    for WaveNet / Linear, plain blocks for a "state" model (LSTM, a composed model: its state carries the past).
+    Shape (count, block + rf − 1)."""
+    rf = int(getattr(model, "receptive_field", 1)) if getattr(model, "stream_kind", None) != "state" else 1
     length = block_size + rf - 1
+    audio = _padded(audio, length)
+    return np.stack([audio[s:s + length] for s in _starts(len(audio), length, count, seed)]).astype(np.float32)
+
+
+def _padded(audio: np.ndarray, length: int) -> np.ndarray:
     audio = np.asarray(audio, np.float32).reshape(-1)
-    if len(audio) < length:
-        audio = np.concatenate([np.zeros(length - len(audio), np.float32), audio])
-    starts = np.random.default_rng(seed).integers(0, len(audio) - length + 1, size=count)
-    return np.stack([audio[s:s + length] for s in np.sort(starts)]).astype(np.float32)
+    return audio if len(audio) >= length else np.concatenate([np.zeros(length - len(audio), np.float32), audio])
+
+
+def _starts(n: int, length: int, count: int, seed: int) -> np.ndarray:
+    return np.sort(np.random.default_rng(seed).integers(0, n - length + 1, size=count))
+
+
+def calibration_states(model: nn.Module, audio: np.ndarray, block_size: int, count: int = 64, seed: int = 0,
+                       warm_samples: int = 4096) -> list[np.ndarray]:
+    """For a "state" model: the state a stream has reached at the start of each block :func:`calibration_blocks`
+    cuts (same ``count`` and ``seed``), one array per state of ``model.initial_stream_state()``, (count, *shape) —
+    so the quantized state inputs are calibrated on the values a stream carries, not on the initial state (a history
+    that starts at zeros would calibrate to a zero range). Each block's stream starts ``max(receptive_field − 1,
+    warm_samples)`` samples earlier (silence before the audio) and runs through ``model.streaming_module()``."""
+    import torch
+
+    audio = _padded(audio, block_size)
+    starts = _starts(len(audio), block_size, count, seed)
+    warm = -(-max(int(getattr(model, "receptive_field", 1)) - 1, warm_samples) // block_size)
+    lead = np.concatenate([np.zeros(warm * block_size, np.float32), audio])
+    step = model.streaming_module().eval()
+    states = [t.detach().float()[None].repeat(len(starts), *([1] * t.dim())) for t in
+              model.initial_stream_state().values()]
+    with torch.no_grad():
+        for b in range(warm):  # lead[s + b·B] is audio[s − (warm − b)·B]
+            x = torch.as_tensor(np.stack([lead[s + b * block_size:s + (b + 1) * block_size] for s in starts]))
+            states = list(step(x, *states)[1:])
+    return [t.numpy().astype(np.float32) for t in states]
 
 
 def calibration_params(model: nn.Module, count: int = 64, seed: int = 0) -> np.ndarray:

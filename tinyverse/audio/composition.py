@@ -26,18 +26,23 @@ from typing import Any
 
 import soundfile as sf
 import yaml
+from pydantic import ValidationError
 from torch import nn
 
 from tinyverse.audio.ir import IRError, load_ir
 from tinyverse.audio.nam import DagNode, NAMDAG, NamFormatError, NAMSequential, load_nam, model_from_nam
 from tinyverse.audio.nam.dag import AUDIO_INPUT, MIX_KINDS
+from tinyverse.audio.nam.knob_stage import KnobStage, takes_knobs
 from tinyverse.audio.nam.sequential import check_stage
+from tinyverse.audio.stage_spec import ChainStage
 
-__all__ = ["Composed", "CompositionError", "IR_SUFFIXES", "combine", "graph_from_dict", "load_graph"]
+__all__ = ["Composed", "CompositionError", "IR_SUFFIXES", "combine", "graph_from_dict", "load_graph",
+           "sequential_from_config"]
 
 log = logging.getLogger(__name__)
 
 IR_SUFFIXES = (".wav", ".flac", ".aif", ".aiff")
+KNOB_SUFFIX = ".pt"  # a knob model file (tinyverse.audio.knob_file)
 DEFAULT_RATE = 48_000
 _MODEL_NODE_KEYS = ("model", "input", "channel", "config")
 _GRAPH_KEYS = ("nodes", "output", "sample_rate")
@@ -72,18 +77,19 @@ def _classify(ref: str, base: Path | None, label: str, config: Any) -> _Stage:
 
     path = Path(ref) if base is None or Path(ref).is_absolute() else base / ref
     suffix = path.suffix.lower()
-    if suffix in (".nam", ".ckpt", *IR_SUFFIXES):
+    if suffix in (".nam", ".ckpt", KNOB_SUFFIX, *IR_SUFFIXES):
         if not path.is_file():
             what = "no such file" if not path.exists() else "not a file"
             raise CompositionError(f"{label}: {what}: {path}; check the path"
                                    + (" (relative to the graph file's folder)" if base is not None else ""))
-        kind = "nam" if suffix == ".nam" else "ckpt" if suffix == ".ckpt" else "ir"
+        kind = {".nam": "nam", ".ckpt": "ckpt", KNOB_SUFFIX: "knob"}.get(suffix, "ir")
         if config is not None:
             raise CompositionError(f"{label}: 'config' is for zoo models; {path.name} is a file")
         return _Stage(label, kind, path)
     if path.suffix and path.exists():
         raise CompositionError(f"{label}: {path} is not a model file this can read; use a .nam file, an impulse "
-                               f"response ({', '.join(IR_SUFFIXES)}), a checkpoint (.ckpt) or a zoo model name")
+                               f"response ({', '.join(IR_SUFFIXES)}), a knob model ({KNOB_SUFFIX}), a checkpoint "
+                               "(.ckpt) or a zoo model name")
     try:
         MODEL_REGISTRY.get(ref)
     except RegistryError as e:
@@ -102,14 +108,18 @@ def _load_model(stage: _Stage, ref: str, config: Any) -> None:
             raise CompositionError(f"{stage.label}: {e}") from None
         stage.metadata = dict(nf.metadata)
         stage.rate = int(nf.sample_rate) if nf.sample_rate else None
-    elif stage.kind == "ckpt":
+    elif stage.kind in ("ckpt", "knob"):
         from tinyverse.audio.stream import load_audio_model
 
         try:
             stage.model, info = load_audio_model(stage.path)  # type: ignore[arg-type]
+            if takes_knobs(stage.model):  # a knob model (its .pt, or a knob run's checkpoint)
+                stage.model = KnobStage(stage.model)  # type: ignore[arg-type]
         except (ValueError, FileNotFoundError, RuntimeError, KeyError) as e:
             why = " ".join(str(e).split()).removeprefix(f"{stage.path}: ")  # the label names the file already
-            raise CompositionError(f"{stage.label}: cannot load the checkpoint: {why}") from None
+            what = "the checkpoint" if stage.kind == "ckpt" else "the knob model"
+            raise CompositionError(f"{stage.label}: cannot load {what}: {why}") from None
+        stage.metadata = dict(info.get("metadata") or {})
         stage.rate = int(info["sample_rate"]) if info.get("sample_rate") else None
     elif stage.kind == "zoo":
         from tinyverse.models import create_model
@@ -186,6 +196,53 @@ def combine(refs: Sequence[str], *, sample_rate: int | None = None, strict_rate:
         model = NAMSequential([s.model for s in stages], [s.metadata for s in stages])  # type: ignore[misc]
     except ValueError as e:
         raise CompositionError(str(e)) from None
+    return Composed(model, rate, notes)
+
+
+def sequential_from_config(models: Sequence[Any] | None, *, sample_rate: int | None = None, strict_rate: bool = False,
+                           where: str = "models") -> Composed:
+    """A ``Sequential`` to train from a config (``training.model_name: Sequential``): ``models`` lists the stages
+    in order, each a :class:`tinyverse.audio.stage_spec.ChainStage` or its dict (``model``, ``frozen``, ``config``,
+    ``channel``); a frozen stage keeps its weights exactly while the others train (:meth:`NAMSequential.freeze`).
+    Paths are relative to the current directory. Errors are one line naming ``<where>[i]``."""
+    if not models:
+        raise CompositionError(f"{where}: list the chain's stages, e.g. [{{model: amp.nam, frozen: true}}, "
+                               "{model: cab.wav}]")
+    specs: list[ChainStage] = []
+    for i, m in enumerate(models):
+        try:
+            specs.append(m if isinstance(m, ChainStage) else ChainStage.model_validate(m))
+        except ValidationError as e:
+            err = e.errors(include_url=False)[0]
+            loc = "".join(f".{p}" for p in err["loc"])
+            raise CompositionError(f"{where}[{i}]{loc}: {err['msg'][:1].lower()}{err['msg'][1:]} (a stage takes "
+                                   f"{', '.join(ChainStage.model_fields)})") from None
+    stages = []
+    for i, spec in enumerate(specs):
+        label = f"{where}[{i}] ({spec.model})"
+        stage = _classify(spec.model, None, label, spec.config)
+        if spec.channel is not None and stage.kind != "ir":
+            raise CompositionError(f"{label}: 'channel' is for impulse-response files")
+        stage.channel = spec.channel
+        _load_model(stage, spec.model, spec.config)
+        if takes_knobs(stage.model):
+            raise CompositionError(f"{label}: a knob model cannot be a stage of a chain trained from a config yet (the "
+                                   "amp-modelling task feeds no knob values); fix its setting first (modelmaker "
+                                   "freeze) and use the .nam it writes")
+        stages.append(stage)
+    rate = _chain_rate(stages, sample_rate, f"{where}: ")
+    notes: list[str] = []
+    _load_irs(stages, rate, strict_rate, notes)
+    try:
+        model = NAMSequential([s.model for s in stages], [s.metadata for s in stages])  # type: ignore[misc]
+    except ValueError as e:
+        raise CompositionError(f"{where}: {e}") from None
+    for i, spec in enumerate(specs):
+        if spec.frozen:
+            model.freeze(i)
+    if all(specs_i.frozen for specs_i in specs):
+        raise CompositionError(f"{where}: every stage is frozen: nothing would train; set frozen: false on the "
+                               "stages to train")
     return Composed(model, rate, notes)
 
 

@@ -30,7 +30,7 @@ from torch import nn
 from tinyverse.audio.metrics import esr
 from tinyverse.audio.nam import model_from_nam, nam_from_dict, nam_to_dict, render
 
-__all__ = ["FlattenError", "Flattened", "distil", "fold", "fold_ir"]
+__all__ = ["FlattenError", "Flattened", "chain_capture", "distil", "fold", "fold_ir"]
 
 log = logging.getLogger(__name__)
 
@@ -90,7 +90,7 @@ def fold_ir(chain: nn.Module) -> nn.Module:
     return model_from_nam(nam_from_dict(d, "folded chain"))
 
 
-def _capture(chain: nn.Module, sample_rate: int, seconds: float, seed: int):
+def chain_capture(chain: nn.Module, sample_rate: int, seconds: float, seed: int = 0):
     """A standard-style input, the chain's output for it (from silence, as a player renders), as capture data."""
     from tinyverse.audio.capture import standard_input
     from tinyverse.audio.dataset import CaptureData, LatencyResult
@@ -118,7 +118,7 @@ def distil(chain: nn.Module, student: nn.Module, *, sample_rate: int = 48_000, s
     if getattr(student, "nam_architecture", None) in ("Sequential", "DAG", "SlimmableContainer"):
         raise FlattenError("the flattened model must be a plain model (a WaveNet, LSTM or Linear zoo model)")
     started = time.time()
-    data = _capture(chain, sample_rate, seconds, seed)
+    data = chain_capture(chain, sample_rate, seconds, seed)
     rf = int(student.receptive_field)
     X, Y = data.windows(rf, ny=ny)
     Xv, Yv = data.validation(rf)

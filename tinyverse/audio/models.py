@@ -15,6 +15,7 @@ from torch import nn
 
 from tinyverse.audio.nam import (A1_LSTM, A2_CHANNELS, A2_HEAD_SCALE, A2_MAX_VALUES, NAMLSTM, NAMLinear,
                                  NAMSlimmableContainer, NAMWaveNet, a1_wavenet_layers, a2_wavenet_layers)
+from tinyverse.audio.stage_spec import ChainStage
 from tinyverse.models.contract import ModelContract
 from tinyverse.registry import MODEL_REGISTRY
 
@@ -136,6 +137,22 @@ def nam_linear(receptive_field: int = 128, bias: bool = False, ir_path: str | No
 
 
 AUDIO_MODELS.append("NAM_Linear")
+
+
+@MODEL_REGISTRY.register("Sequential", architecture="Sequential", **_META)
+def sequential(models: list[ChainStage] | None = None, sample_rate: int | None = None,
+               strict_sample_rate: bool = False) -> nn.Module:
+    """NAM Core's Sequential to train from a config: ``models`` lists the stages in order, each ``{model: <.nam file,
+    IR .wav, zoo name or .ckpt>, frozen: true|false, config: {...} (zoo models), channel: n (IRs)}``; frozen stages
+    keep their weights exactly while the others train (e.g. fine-tune a cab IR behind a fixed amp model against a
+    full-rig capture). IRs are resampled to ``sample_rate`` (default: the .nam stages' rate), or refused with
+    ``strict_sample_rate``. See docs/composition.md."""
+    from tinyverse.audio.composition import sequential_from_config
+
+    composed = sequential_from_config(models, sample_rate=sample_rate, strict_rate=strict_sample_rate)
+    model = composed.model
+    model.sample_rate = composed.sample_rate  # the rate its stages run at: a capture at another rate is refused
+    return model
 
 
 # ---------------------------------------------------------------------------------------------- cost

@@ -28,7 +28,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from tinyverse.audio.calibration import calibration_blocks, calibration_params
+from tinyverse.audio.calibration import calibration_blocks, calibration_params, calibration_states
 from tinyverse.audio.knobs import KnobSet
 from tinyverse.export.onnx_float import quiet_onnx_export
 from tinyverse.quantization import quantize_onnx_static
@@ -103,7 +103,10 @@ def quantize_streaming_onnx(model: nn.Module, float_path: str | Path, int8_path:
     arrays: list[np.ndarray] = [X]
     if is_knob_model(model):
         arrays.append(calibration_params(model, len(X)))
-    arrays += [t.detach().float().numpy()[None].repeat(len(X), 0) for t in model.initial_stream_state().values()]
+    if model.stream_kind == "state" and not is_knob_model(model):  # the states a stream carries at those blocks
+        arrays += calibration_states(model, calib_audio, block_size, num_calib)
+    else:
+        arrays += [t.detach().float().numpy()[None].repeat(len(X), 0) for t in model.initial_stream_state().values()]
     quantize_onnx_static(float_path, int8_path, arrays, batch_size=8, max_samples=num_calib)
     write_stream_metadata(Path(int8_path), stream_metadata(model))
     return Path(int8_path)
@@ -165,7 +168,11 @@ class OnnxStreamProcessor:
 
     def reset(self) -> None:
         self.history = np.zeros(self.rf - 1, np.float32)
-        if self.stateful:
+        if self.stateful and "initial_state" in self.meta:  # named states (a composed model's, one set per stage)
+            init = self.meta["initial_state"]  # name -> values, or {"zeros": shape}
+            self.states = {n: (np.zeros(v["zeros"], np.float32) if isinstance(v, dict) else
+                               np.asarray(v, np.float32))[None] for n, v in init.items()}
+        elif self.stateful:
             shape = {i.name: i.shape for i in self.session.get_inputs()}["h"]
             if "initial_h" in self.meta:
                 self.h = np.asarray(self.meta["initial_h"], np.float32)[None]
@@ -179,6 +186,10 @@ class OnnxStreamProcessor:
 
     def process(self, block: np.ndarray) -> np.ndarray:
         block = np.asarray(block, np.float32)
+        if self.stateful and "initial_state" in self.meta:
+            y, *outs = self.session.run(None, self._feed(block, **self.states))
+            self.states = dict(zip(self.states, outs))
+            return y.reshape(-1)
         if self.stateful:
             y, self.h, self.c = self.session.run(None, self._feed(block, h=self.h, c=self.c))
             return y.reshape(-1)

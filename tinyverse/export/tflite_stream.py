@@ -135,10 +135,14 @@ class TFLiteStreamProcessor:
         self._qin = TensorQuant(self.in_shape, self.in_q[0].name, float(self.in_q[1]), int(self.in_q[2]))
         self._qout = TensorQuant(tuple(int(s) for s in dout["shape"]), self.out_q[0].name, float(self.out_q[1]),
                                  int(self.out_q[2]))
-        self.stateful = "UNIDIRECTIONAL_SEQUENCE_LSTM" in self.ops
+        # state inside the file: a fused LSTM's variable tensor (pre-warmed on silence), or resource variables (a
+        # composed model's per-stage histories, zeros at the start: each stage's own silence, no pre-warm)
+        self.variables = "VAR_HANDLE" in self.ops
+        lstm = "UNIDIRECTIONAL_SEQUENCE_LSTM" in self.ops
+        self.stateful = lstm or self.variables
         # a knob LSTM settles at its setting for as long as its torch stream does (stored with the file)
         settle = int(self.meta["settle_samples"]) if self.meta.get("settle_samples") else LSTM_PREWARM
-        self.prewarm = (settle if self.stateful else 0) if prewarm is None else int(prewarm)
+        self.prewarm = (settle if lstm else 0) if prewarm is None else int(prewarm)
         self.runtime = runtime
         self.arena_bytes: int | None = None
         if runtime in ("litert", "xnnpack"):
@@ -222,10 +226,12 @@ class TFLiteStreamProcessor:
 
     def reset(self) -> None:
         if self.stateful:
-            if self.runtime != "tflm":
-                self.interp.reset_all_variables()
-            else:
+            if self.runtime == "tflm":
                 self.interp.reset()
+            elif self.variables:  # LiteRT resets variable tensors only: a new interpreter runs the variables' init
+                self.interp = litert_interpreter(self.model_bytes, xnnpack=self.runtime == "xnnpack")
+            else:
+                self.interp.reset_all_variables()
         self.history = np.zeros(self.rf - 1, np.float32)
         if self.prewarm and not (self.knobbed and self.params is None):  # a knob file pre-warms at its setting
             zeros = np.zeros(self.block, np.float32)

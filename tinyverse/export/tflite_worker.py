@@ -34,6 +34,9 @@ kind           fields (weights)                                          TFLite 
 ``gather``     indices (last axis)                                       GATHER
 ``identity``   -                                                         - (folded away)
 ``crop``       top: drop the first ``top`` steps of the time axis        STRIDED_SLICE
+``history``    length, shape: the last ``length`` steps of the source    VAR_HANDLE + READ_VARIABLE +
+               from the previous invoke (a resource variable, zeros at   CONCATENATION + STRIDED_SLICE +
+               the start) before the source; the variable keeps them     ASSIGN_VARIABLE (CALL_ONCE initialises)
 ``broadcast``  shape (without batch): repeat the size-1 axes to it       BROADCAST_TO (TILE's int8 version is
                                                                          not in LiteRT's reference kernels, TFLM)
 ``matmul``     2 inputs, both tensors (a generated weight matrix)        BATCH_MATMUL
@@ -195,10 +198,16 @@ def build(plan: dict, weights: dict[str, np.ndarray], signature: bool = False):
         return (lambda *t: model(list(t) if len(t) > 1 else t[0], training=False)), \
             (lambda: tf.lite.TFLiteConverter.from_keras_model(model))
 
+    # a history op's resource variable (a composed model's per-stage input history), created before tracing
+    histories = {op["name"]: tf.Variable(tf.zeros([1, *op["shape"]]), trainable=False, name=op["name"])
+                 for op in plan["ops"] if op["kind"] == "history"}
+
     def graph(*xs):
         tensors = {i["name"]: x for i, x in zip(inputs, xs)}
         for op in plan["ops"]:
-            tensors[op["name"]] = apply_op(op, [tensors[s] for s in op["src"]], weight(op))
+            srcs = [tensors[s] for s in op["src"]]
+            tensors[op["name"]] = history(histories[op["name"]], srcs[0], op["length"]) if op["kind"] == "history" \
+                else apply_op(op, srcs, weight(op))
         return tensors[plan["outputs"][0]]
 
     fn = tf.function(graph, input_signature=[tf.TensorSpec([1, *i["shape"]], tf.float32, name=i["name"])
@@ -208,7 +217,61 @@ def build(plan: dict, weights: dict[str, np.ndarray], signature: bool = False):
     if signature:  # a tf.Module as the trackable object gives the file its "serving_default" signature
         owner = tf.Module()
         owner.fn = fn
-    return fn, (lambda: tf.lite.TFLiteConverter.from_concrete_functions([concrete], owner))
+    if histories:  # the converter keeps a variable as one only when the trackable object tracks it
+        owner = tf.Module()
+        owner.histories = list(histories.values())
+
+    def make_converter():
+        for v in histories.values():  # the file starts from the variables' values now: a stream from silence
+            v.assign(tf.zeros_like(v))
+        converter = tf.lite.TFLiteConverter.from_concrete_functions([concrete], owner)
+        if histories:
+            converter.experimental_enable_resource_variables = True
+            converter._experimental_variable_quantization = True  # int8 variables, not float ones beside int8 ops
+        return converter
+
+    return fn, make_converter
+
+
+def history(var, x, length: int):
+    """``x`` with the last ``length`` steps of the previous invoke's ``x`` before it (the variable ``var``), and
+    ``var`` set to this invoke's last ``length`` steps."""
+    import tensorflow as tf
+
+    full = tf.concat([var.read_value(), x], axis=1)
+    var.assign(full[:, -length:])
+    return full
+
+
+def tie_variable_scales(model: bytes) -> bytes:
+    """``model`` with each READ_VARIABLE's output quantized as the value its variable is assigned: the int16x8
+    quantizer calibrates the two apart (a history read at one scale but written at another is off by their ratio);
+    unchanged without resource variables."""
+    from tensorflow.lite.python import schema_py_generated as schema_fb
+    from tensorflow.lite.tools import flatbuffer_utils
+
+    obj = flatbuffer_utils.read_model_from_bytearray(bytearray(model))
+    codes = [max(c.builtinCode, c.deprecatedBuiltinCode) for c in obj.operatorCodes]
+    op_enum = schema_fb.BuiltinOperator
+    changed = False
+    for sub in obj.subgraphs:
+        # a variable is named by its VAR_HANDLE's shared name (each use may have its own handle tensor)
+        handle = {op.outputs[0]: op.builtinOptions.sharedName for op in sub.operators
+                  if codes[op.opcodeIndex] == op_enum.VAR_HANDLE}
+        written = {handle.get(op.inputs[0], op.inputs[0]): op.inputs[1] for op in sub.operators
+                   if codes[op.opcodeIndex] == op_enum.ASSIGN_VARIABLE}
+        for op in sub.operators:
+            key = handle.get(op.inputs[0], op.inputs[0]) if op.inputs is not None and len(op.inputs) else None
+            if codes[op.opcodeIndex] != op_enum.READ_VARIABLE or key not in written:
+                continue
+            out, value = sub.tensors[op.outputs[0]], sub.tensors[written[key]]
+            q, v = out.quantization, value.quantization
+            if q is None or v is None or v.scale is None or out.type != value.type:
+                continue
+            if q.scale is None or not (np.array_equal(q.scale, v.scale) and np.array_equal(q.zeroPoint, v.zeroPoint)):
+                out.quantization = v
+                changed = True
+    return bytes(flatbuffer_utils.convert_object_to_bytearray(obj)) if changed else model
 
 
 def configure(converter, mode: str, calib: np.ndarray | list[np.ndarray] | None,
@@ -319,7 +382,7 @@ def main(job_dir: str) -> int:
         try:
             converter = make_converter()
             configure(converter, mode, calib, [i["name"] for i in plan["inputs"]])
-            data = converter.convert()
+            data = tie_variable_scales(converter.convert())
             Path(job[mode]).write_bytes(with_metadata(data, metadata) if metadata else data)
             result[f"convert_{mode}_s"] = time.perf_counter() - t0
         except Exception as err:  # noqa: BLE001 - one mode that fails to convert does not lose the others

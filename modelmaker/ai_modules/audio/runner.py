@@ -118,6 +118,11 @@ class AudioModule(AIModule):
             model, args = self.build_model(cfg, args=knob_run.knob_model_args(t.model_args, data))
             prep = Prepared(model=model, model_args=args, model_name=t.model_name)
         knob_run.check_pairing(data, prep.model, prep.model_name)
+        rate = getattr(prep.model, "sample_rate", None)  # a chain whose stages run at one rate (model Sequential)
+        if rate is not None and int(rate) != int(data.sample_rate):
+            raise ModelFileError(f"training.model_args.models: the stages run at {int(rate)} Hz, the capture is "
+                                 f"{data.sample_rate} Hz; use a capture at {int(rate)} Hz (IRs and zoo stages follow "
+                                 f"training.model_args.sample_rate: {data.sample_rate})")
         # An export the model cannot have (model contract: unavailable_exports) asked for by name: say so now.
         missing = getattr(prep.model, "unavailable_exports", dict)()
         asked = [e for e in (comp.exporters or []) if e in missing] if comp.enable else []

@@ -17,6 +17,7 @@ from .presets import A1_LSTM, A1_WAVENET, A2_CHANNELS, A2_HEAD_SCALE, A2_MAX_VAL
 from .activations import NamActivation
 from .container import NAMSlimmableContainer
 from .dag import NAMDAG, DagNode
+from .knob_stage import KnobStage
 from .sequential import NAMSequential
 from .models import (
     CORE_ACTIVATIONS,
@@ -44,6 +45,7 @@ __all__ = [
     "DagNode",
     "FILE_VERSIONS",
     "GEAR_TYPES",
+    "KnobStage",
     "LayerArraySpec",
     "NAMLSTM",
     "NAMDAG",

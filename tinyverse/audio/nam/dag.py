@@ -7,7 +7,8 @@ NAM Core has no such container; a DAG is written in tinyverse's own extension of
 and as Core would if it chained the same models): every NAM model is sample-synchronous (latency 0), and an
 IR's own pre-delay is part of its sound. The reported latency is the longest path's.
 
-Every stage keeps its own stream state and pre-warms on its own silence, as in :mod:`.sequential`.
+Every stage keeps its own stream state and pre-warms on its own silence, as in :mod:`.sequential`; the whole graph
+streams as one ONNX / TFLite graph (:mod:`.composed_stream`).
 """
 from __future__ import annotations
 
@@ -21,15 +22,15 @@ from typing import Any
 import torch
 import torch.nn as nn
 
-from tinyverse.audio.twin import TwinPlan
-from tinyverse.models.contract import DeviceOp, ModelCost, StreamKind
+from tinyverse.models.contract import DeviceOp, ModelCost
 
+from .composed_stream import AUDIO_INPUT, ComposedStream, StreamNode
+from .knob_stage import KnobsOfStages, takes_knobs
 from .models import FILE_VERSIONS, NAMModel, NamWeightError, nam_object
-from .sequential import STREAM_EXPORTS, ChildrenFollowSlim, NAMSequential, check_stage, no_streaming_graph
+from .sequential import ChildrenFollowSlim, NAMSequential, check_stage
 
 __all__ = ["AUDIO_INPUT", "DagNode", "MIX_KINDS", "NAMDAG"]
 
-AUDIO_INPUT = "input"  # the name a node uses to read the audio input (reserved)
 MIX_KINDS = ("sum", "mean", "weighted")
 _NODE_KEYS = frozenset({"name", "input", "model", "trainable", *MIX_KINDS})
 
@@ -57,7 +58,7 @@ def _did_you_mean(name: str, names: Sequence[str]) -> str:
     return f" (did you mean '{close[0]}'?)" if close else ""
 
 
-class NAMDAG(ChildrenFollowSlim, NAMModel):
+class NAMDAG(ChildrenFollowSlim, KnobsOfStages, ComposedStream, NAMModel):
     """Nodes by name (:class:`DagNode`) and the node whose output is the model's. Checked on construction (one-line
     ValueErrors naming the node): known sources, no cycle, every node on a path to the output, mono audio stages."""
 
@@ -130,6 +131,7 @@ class NAMDAG(ChildrenFollowSlim, NAMModel):
                 self._mix_index[name] = len(self.mix_weights)
                 self.mix_weights.append(holder)
         self._slim: float | None = None
+        self.knobs  # noqa: B018 - a knob that two stages declare differently is refused here
 
     @classmethod
     def from_nam_config(cls, config: dict[str, Any],
@@ -240,10 +242,20 @@ class NAMDAG(ChildrenFollowSlim, NAMModel):
     def slim_children(self) -> Sequence[nn.Module]:
         return self.stages
 
+    # -- the knobs: each knob stage's (KnobsOfStages) ----------------------------------------------------------
+    def knob_stages(self) -> list[tuple[str, nn.Module]]:
+        return [(f"node '{name}'", n.model) for name, n in self.nodes.items()
+                if n.model is not None and takes_knobs(n.model)]
+
     # -- the contract ----------------------------------------------------------------------------------------
+    def stream_nodes(self) -> list[StreamNode]:
+        return [StreamNode(name, (n.input,), model=n.model) if n.model is not None else
+                StreamNode(name, n.inputs, mix=n.mix, weights=self.mix_weight(name) if n.mix == "weighted" else None)
+                for name, n in self.nodes.items()]
+
     @property
-    def stream_kind(self) -> StreamKind:  # type: ignore[override]
-        return "context" if all(m.stream_kind == "context" for m in self.stages) else "state"
+    def stream_output(self) -> str:
+        return self.output
 
     def _longest(self, stage: Callable[[nn.Module], int]) -> int:
         """The longest path from the input to the output, each model adding ``stage(model)``."""
@@ -265,12 +277,15 @@ class NAMDAG(ChildrenFollowSlim, NAMModel):
     def cost(self) -> ModelCost:
         costs = [m.cost() for m in self.stages]  # type: ignore[operator]
         mix_values = sum(len(n.inputs) for n in self.nodes.values() if n.mix == "weighted")
+        knob = self.knob_cost()
         return ModelCost(params=int(sum(p.numel() for p in self.parameters())),
-                         macs_per_sample=sum(int(c.macs_per_sample or 0) for c in costs) + self.mix_macs(),
+                         macs_per_sample=sum(int(c.macs_per_sample or 0) for c in costs) + self.mix_macs()
+                         + knob["extra_macs_per_sample"],
                          receptive_field=self.receptive_field,
                          latency_samples=self._longest(lambda m: int(m.cost().latency_samples)),
                          weights=sum(int(c.weights if c.weights is not None else c.params) for c in costs)
-                         + mix_values)
+                         + mix_values, conditioning_macs=knob["conditioning_macs"],
+                         conditioning_per=knob["conditioning_per"])
 
     def _macs_per_sample(self) -> int:
         return int(self.cost().macs_per_sample or 0)
@@ -299,20 +314,28 @@ class NAMDAG(ChildrenFollowSlim, NAMModel):
         w = self.mix_weight(name).to(stacked.dtype)
         return (stacked * w.reshape(-1, *([1] * (stacked.dim() - 1)))).sum(0)
 
-    def forward(self, x: torch.Tensor, pad_start: bool = False) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, pad_start: bool = False, params: Any = None) -> torch.Tensor:
         """Valid mode (a fan-in keeps the samples every branch has) or, with ``pad_start``, each model padded with
-        its own silence (Core's per-model pre-warm); (N, L) or (N, 1, L) → (N, L_out)."""
+        its own silence (Core's per-model pre-warm); (N, L) or (N, 1, L) → (N, L_out). ``params``: the knob vector
+        (ordered by name, ``knobs``) the knob stages play at (default: their declared defaults)."""
+        shares = self.stage_params(params)
         outs = {AUDIO_INPUT: x.reshape(x.shape[0], -1)}
         for name, n in self.nodes.items():
             if n.model is not None:
-                outs[name] = n.model(outs[n.input], pad_start=pad_start)
+                outs[name] = self.stage_forward(n.model, outs[n.input], pad_start, shares)
             else:
                 outs[name] = self._mix(name, [outs[s] for s in n.inputs])
         return outs[self.output]
 
-    def stream_init(self, dtype: torch.dtype = torch.float32) -> dict[str, Any]:
-        return {name: n.model.stream_init(dtype)  # type: ignore[union-attr, operator]
+    def stream_init(self, dtype: torch.dtype = torch.float32, params: Any = None) -> dict[str, Any]:
+        shares = self.stage_params(params)
+        return {name: self.stage_stream_init(n.model, dtype, shares)
                 for name, n in self.nodes.items() if n.model is not None}
+
+    def stream_params(self, state: Any, params: Any) -> dict[str, Any]:
+        """``state`` with the knob stages moved to ``params`` from the next block on (every history carries over)."""
+        shares = self.stage_params(params)
+        return {name: self.stage_stream_params(self.nodes[name].model, s, shares) for name, s in state.items()}
 
     @torch.no_grad()
     def stream_block(self, x: torch.Tensor, state: Any) -> tuple[torch.Tensor, Any]:
@@ -327,20 +350,7 @@ class NAMDAG(ChildrenFollowSlim, NAMModel):
         return outs[self.output][0], new
 
     def stream_metadata(self) -> dict[str, Any]:
-        return {**super().stream_metadata(), "nodes": list(self.nodes)}
-
-    def streaming_module(self) -> nn.Module:
-        raise no_streaming_graph("DAG")
-
-    def streaming_twin(self, block_size: int) -> TwinPlan:
-        raise no_streaming_graph("DAG")
-
-    def twin_reference(self, x: torch.Tensor) -> torch.Tensor:
-        raise no_streaming_graph("DAG")
-
-    def unavailable_exports(self) -> dict[str, str]:
-        why = str(no_streaming_graph("DAG"))
-        return {step: why for step in STREAM_EXPORTS}
+        return {**super().stream_metadata(), "nodes": list(self.nodes), **self.composed_stream_metadata()}
 
     def prepare_for_inference(self) -> None:
         for m in self.stages:

@@ -30,6 +30,7 @@ import torch.nn as nn
 from .container import NAMSlimmableContainer
 from .convnet import NAMConvNet
 from .dag import NAMDAG
+from .knob_stage import KNOB_STAGE_ARCHITECTURE, KnobStage
 from .models import FILE_VERSIONS, NAMLSTM, NAMLinear, NAMModel, NAMWaveNet, NamWeightError
 from .sequential import NAMSequential
 
@@ -47,7 +48,8 @@ __all__ = [
 ]
 
 WRITE_VERSION = FILE_VERSIONS[0]  # what A1 models are written as
-SUPPORTED_ARCHITECTURES = ("WaveNet", "LSTM", "Linear", "SlimmableContainer", "Sequential", "DAG", "ConvNet")
+SUPPORTED_ARCHITECTURES = ("WaveNet", "LSTM", "Linear", "SlimmableContainer", "Sequential", "DAG", "ConvNet",
+                           KNOB_STAGE_ARCHITECTURE)
 # Containers of complete nested .nam objects: Core's Sequential, and our DAG extension (docs/composition.md).
 _COMPOSED = {"Sequential": NAMSequential, "DAG": NAMDAG}
 _READ_MINORS = (5, 6, 7)
@@ -156,6 +158,11 @@ def _build(nf: NamFile, role: str = "model", **kwargs: Any) -> NAMModel:
             return child, cnf.metadata
 
         return _COMPOSED[nf.architecture].from_nam_config(c, read_child)
+    if nf.architecture == KNOB_STAGE_ARCHITECTURE:  # our extension: a knob model as a stage (docs/composition.md)
+        if role != "submodel":
+            raise ValueError("a KnobModel object is a stage of a Sequential or DAG; a knob model alone is a .pt file "
+                             "(tinyverse.audio.knob_file)")
+        return KnobStage.from_nam_config(c)
     if nf.architecture == "ConvNet":  # Core's ConvNet (what a frozen HyperConvNet is)
         return NAMConvNet.from_config(c)
     if nf.architecture == "LSTM":

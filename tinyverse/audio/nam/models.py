@@ -858,12 +858,28 @@ class NAMLinear(NAMModel):
     def device_ops(self) -> list[DeviceOp]:
         return [{"op_class": "FIR", "receptive_field": self.receptive_field}]
 
+    def streaming_module(self) -> nn.Module:
+        """The FIR as one conv over the block and its context: a block is short, and the FFT path of ``forward``
+        (for long whole-file renders) does not trace into ONNX."""
+        return _FIRValid(self.conv)
+
     def streaming_twin(self, block_size: int) -> TwinPlan:
         """One CONV_2D over the block plus its ``receptive_field − 1`` samples of context."""
         p = TwinPlan([block_size + self.receptive_field - 1, 1, 1])
         bias = _np(self.conv.bias) if self.conv.bias is not None else None
         p.output = p.conv("fir", "x", _np(self.conv.weight), bias)
         return p
+
+
+class _FIRValid(nn.Module):
+    """A Linear's streaming graph: ``x`` (N, block + taps − 1) → (N, block), one valid-mode conv."""
+
+    def __init__(self, conv: nn.Conv1d) -> None:
+        super().__init__()
+        self.conv = conv
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.conv(x.unsqueeze(1))[:, 0, :]
 
 
 FFT_TAPS = 256  # above this many taps an FIR is computed by FFT (O(L log L) time, O(L) memory)

@@ -18,36 +18,29 @@ from typing import Any
 import torch
 import torch.nn as nn
 
-from tinyverse.audio.twin import AudioExportError, TwinPlan
-from tinyverse.models.contract import DeviceOp, ModelCost, NamModel, StreamingModel, StreamKind
+from tinyverse.models.contract import DeviceOp, ModelCost, NamModel, StreamingModel
 
-from .models import FILE_VERSIONS, TWIN_EXPORTS, NAMModel, NamWeightError, check_slim, nam_object
+from .composed_stream import ComposedStream, StreamNode
+from .knob_stage import KnobsOfStages, takes_knobs
+from .models import FILE_VERSIONS, NAMModel, NamWeightError, check_slim, nam_object
 
-__all__ = ["NAMSequential", "STREAM_EXPORTS", "check_stage", "no_streaming_graph"]
-
-# Every streaming export step (tinyverse.audio.verify.DEFAULT_EXPORTERS): a composed model has none of them yet.
-STREAM_EXPORTS = ("onnx", "onnx_int8", *TWIN_EXPORTS)
+__all__ = ["NAMSequential", "check_stage"]
 
 _SEQUENTIAL_KEYS = frozenset({"models"})
 
 
 def check_stage(model: Any, what: str) -> None:
     """Refuse a stage a composed model cannot run: one that is not a streaming NAM model with one mono audio
-    input (a knob-conditioned model needs its parameters, a classifier is no audio stage)."""
+    input, and a knob input that declares its knobs (a knob model as :class:`.knob_stage.KnobStage`); a classifier is
+    no audio stage."""
     if not isinstance(model, nn.Module) or not isinstance(model, StreamingModel) or not isinstance(model, NamModel):
-        raise ValueError(f"{what}: {type(model).__name__} is not a streaming NAM model (a .nam model, an IR or an "
-                         "audio zoo model)")
+        hint = " (wrap a knob model in tinyverse.audio.nam.KnobStage)" if takes_knobs(model) else ""
+        raise ValueError(f"{what}: {type(model).__name__} is not a streaming NAM model (a .nam model, an IR, a knob "
+                         f"model or an audio zoo model){hint}")
     shapes = dict(model.input_shapes)
-    if shapes != {"audio": (None,)}:
+    if set(shapes) - {"params"} != {"audio"} or shapes["audio"] != (None,):
         raise ValueError(f"{what}: the model takes inputs {shapes}; a stage of a composed model takes one mono audio "
-                         "input (knob-conditioned models are not composable yet)")
-
-
-def no_streaming_graph(what: str) -> AudioExportError:
-    """Why a composed model has no single streaming ONNX / TFLite graph yet."""
-    return AudioExportError(f"no streaming ONNX/TFLite graph for a {what} yet: each stage pre-warms on its own "
-                            "silence, which one block-with-context graph cannot express; play the .nam file "
-                            "(modelmaker render) or flatten the chain into one model")
+                         "input (and a knob model's params)")
 
 
 class ChildrenFollowSlim:
@@ -81,12 +74,13 @@ class ChildrenFollowSlim:
         self._slim = float(value)
 
 
-class NAMSequential(ChildrenFollowSlim, NAMModel):
+class NAMSequential(ChildrenFollowSlim, KnobsOfStages, ComposedStream, NAMModel):
     """Models run in order: ``y = models[-1](... models[0](x))``.
 
     ``models``: NAM models (WaveNet, LSTM, Linear/IR, SlimmableContainer, Sequential, DAG);
     ``metadata``: each child's own .nam metadata (written back with it). Cost, receptive field and latency add up
-    (``receptive_field = sum(rf_i - 1) + 1``); a slim value goes to every slimmable child."""
+    (``receptive_field = sum(rf_i - 1) + 1``); a slim value goes to every slimmable child. Streams with every child's
+    own state (:mod:`.composed_stream`: one streaming ONNX / TFLite graph for the whole chain)."""
 
     nam_architecture = "Sequential"
 
@@ -101,6 +95,14 @@ class NAMSequential(ChildrenFollowSlim, NAMModel):
         if len(self.model_metadata) != len(models):
             raise ValueError(f"give one metadata object per model ({len(models)}), got {len(self.model_metadata)}")
         self._slim: float | None = None
+        self.knobs  # noqa: B018 - a knob that two stages declare differently is refused here
+        self.frozen: list[bool] = [False] * len(models)  # children kept exactly as loaded while the others train
+
+    def freeze(self, index: int) -> None:
+        """Keep child ``index`` exactly as it is while the chain trains: its parameters take no gradient (the optimizer
+        never sees them) and :meth:`prepare_for_inference` leaves it alone (an LSTM's stored initial state stays)."""
+        self.models[index].requires_grad_(False)
+        self.frozen[index] = True
 
     @classmethod
     def from_nam_config(cls, config: dict[str, Any],
@@ -142,10 +144,18 @@ class NAMSequential(ChildrenFollowSlim, NAMModel):
     def slim_children(self) -> Sequence[nn.Module]:
         return self.models
 
+    # -- the knobs: each knob stage's (KnobsOfStages) ----------------------------------------------------------
+    def knob_stages(self) -> list[tuple[str, nn.Module]]:
+        return [(f"model {i}", m) for i, m in enumerate(self.models) if takes_knobs(m)]
+
     # -- the contract ----------------------------------------------------------------------------------------
+    def stream_nodes(self) -> list[StreamNode]:
+        return [StreamNode(f"stage{i}", (f"stage{i - 1}" if i else "input",), model=m)
+                for i, m in enumerate(self.models)]
+
     @property
-    def stream_kind(self) -> StreamKind:  # type: ignore[override]
-        return "context" if all(m.stream_kind == "context" for m in self.models) else "state"
+    def stream_output(self) -> str:
+        return f"stage{len(self.models) - 1}"
 
     @property
     def receptive_field(self) -> int:
@@ -153,11 +163,13 @@ class NAMSequential(ChildrenFollowSlim, NAMModel):
 
     def cost(self) -> ModelCost:
         costs = [m.cost() for m in self.models]  # type: ignore[operator]
-        return ModelCost(params=int(sum(p.numel() for p in self.parameters())),
-                         macs_per_sample=sum(int(c.macs_per_sample or 0) for c in costs),
+        knob = self.knob_cost()
+        macs = sum(int(c.macs_per_sample or 0) for c in costs) + knob["extra_macs_per_sample"]
+        return ModelCost(params=int(sum(p.numel() for p in self.parameters())), macs_per_sample=macs,
                          receptive_field=self.receptive_field,
                          latency_samples=sum(int(c.latency_samples) for c in costs),
-                         weights=sum(int(c.weights if c.weights is not None else c.params) for c in costs))
+                         weights=sum(int(c.weights if c.weights is not None else c.params) for c in costs),
+                         conditioning_macs=knob["conditioning_macs"], conditioning_per=knob["conditioning_per"])
 
     def _macs_per_sample(self) -> int:
         return int(self.cost().macs_per_sample or 0)
@@ -168,15 +180,23 @@ class NAMSequential(ChildrenFollowSlim, NAMModel):
     def device_ops(self) -> list[DeviceOp]:
         return [op for m in self.models for op in m.device_ops()]  # type: ignore[operator]
 
-    def forward(self, x: torch.Tensor, pad_start: bool = False) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, pad_start: bool = False, params: Any = None) -> torch.Tensor:
         """Valid mode (each child shortens by its ``receptive_field − 1``) or, with ``pad_start``, each child padded
-        with its own silence (Core's per-child pre-warm)."""
+        with its own silence (Core's per-child pre-warm). ``params``: the knob vector (ordered by name, ``knobs``)
+        the knob stages play at (default: their declared defaults)."""
+        shares = self.stage_params(params)
         for m in self.models:
-            x = m(x, pad_start=pad_start)
+            x = self.stage_forward(m, x, pad_start, shares)
         return x
 
-    def stream_init(self, dtype: torch.dtype = torch.float32) -> list[Any]:
-        return [m.stream_init(dtype) for m in self.models]  # type: ignore[operator]
+    def stream_init(self, dtype: torch.dtype = torch.float32, params: Any = None) -> list[Any]:
+        shares = self.stage_params(params)
+        return [self.stage_stream_init(m, dtype, shares) for m in self.models]
+
+    def stream_params(self, state: Any, params: Any) -> list[Any]:
+        """``state`` with the knob stages moved to ``params`` from the next block on (every history carries over)."""
+        shares = self.stage_params(params)
+        return [self.stage_stream_params(m, s, shares) for m, s in zip(self.models, state)]
 
     @torch.no_grad()
     def stream_block(self, x: torch.Tensor, state: Any) -> tuple[torch.Tensor, Any]:
@@ -188,21 +208,10 @@ class NAMSequential(ChildrenFollowSlim, NAMModel):
         return x[0], new
 
     def stream_metadata(self) -> dict[str, Any]:
-        return {**super().stream_metadata(), "models": [m.stream_metadata() for m in self.models]}
-
-    def streaming_module(self) -> nn.Module:
-        raise no_streaming_graph("Sequential")
-
-    def streaming_twin(self, block_size: int) -> TwinPlan:
-        raise no_streaming_graph("Sequential")
-
-    def twin_reference(self, x: torch.Tensor) -> torch.Tensor:
-        raise no_streaming_graph("Sequential")
-
-    def unavailable_exports(self) -> dict[str, str]:
-        why = str(no_streaming_graph("Sequential"))
-        return {step: why for step in STREAM_EXPORTS}
+        return {**super().stream_metadata(), "models": [m.stream_metadata() for m in self.models],
+                **self.composed_stream_metadata()}
 
     def prepare_for_inference(self) -> None:
-        for m in self.models:
-            m.prepare_for_inference()  # type: ignore[operator]
+        for m, frozen in zip(self.models, self.frozen):
+            if not frozen:
+                m.prepare_for_inference()  # type: ignore[operator]
