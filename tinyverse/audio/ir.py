@@ -20,7 +20,6 @@ from pathlib import Path
 import numpy as np
 
 from tinyverse.audio.audiofile import AudioFileError, read_audio
-from tinyverse.audio.models import linear_from_ir
 from tinyverse.audio.nam import NAMLinear
 
 __all__ = ["IRError", "ir_to_linear", "load_ir", "resample_ir"]
@@ -45,7 +44,7 @@ def resample_ir(ir: np.ndarray, rate_in: int, rate_out: int) -> np.ndarray:
 
 def ir_to_linear(ir: np.ndarray) -> NAMLinear:
     """A ``Linear`` stage whose taps are ``ir`` (index 0: the current sample)."""
-    return linear_from_ir(np.asarray(ir, np.float64))
+    return NAMLinear.from_ir(np.asarray(ir, np.float64))
 
 
 def load_ir(path: str | Path, sample_rate: int | None = None, *, strict: bool = False,

@@ -111,11 +111,8 @@ for _p in A1_LSTM:
 
 
 def linear_from_ir(ir: np.ndarray | torch.Tensor, bias: bool = False) -> NAMLinear:
-    """A NAMLinear whose taps are ``ir`` (index 0 = the current sample)."""
-    taps = torch.as_tensor(np.asarray(ir, dtype=np.float64)).reshape(-1)
-    m = NAMLinear(int(taps.numel()), bias=bias)
-    m.import_weights(taps.tolist() + ([0.0] if bias else []))
-    return m
+    """A NAMLinear whose taps are ``ir`` (index 0 = the current sample); see :meth:`NAMLinear.from_ir`."""
+    return NAMLinear.from_ir(ir, bias=bias)
 
 
 @MODEL_REGISTRY.register("NAM_Linear", architecture="Linear", **_META)

@@ -806,6 +806,14 @@ class NAMLinear(NAMModel):
         # Conv1d's last tap multiplies the newest sample, so the IR is stored reversed in the conv.
         self.conv = nn.Conv1d(1, 1, receptive_field, bias=bias)
 
+    @classmethod
+    def from_ir(cls, ir: Any, bias: bool = False) -> "NAMLinear":
+        """A NAMLinear whose taps are ``ir`` (index 0 = the current sample)."""
+        taps = torch.as_tensor(np.asarray(ir, dtype=np.float64)).reshape(-1)
+        m = cls(int(taps.numel()), bias=bias)
+        m.import_weights(taps.tolist() + ([0.0] if bias else []))
+        return m
+
     @property
     def receptive_field(self) -> int:
         return self._receptive_field
