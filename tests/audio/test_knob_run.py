@@ -8,6 +8,7 @@ import json
 from pathlib import Path
 
 import numpy as np
+import onnx
 import pytest
 import soundfile as sf
 import yaml
@@ -22,13 +23,15 @@ LAYERS = [
 ]
 
 
-def config(folder: Path, dataset: dict, run_name: str = "r", **training) -> Path:
+def config(folder: Path, dataset: dict, run_name: str = "r", compile_exports: bool = False, **training) -> Path:
     cfg = {"common": {"task_type": "knob_modelling", "modality": "audio", "projects_path": str(folder / "projects"),
                       "run_name": run_name, "verbose": False},
            "dataset": {"name": "knob_capture", **dataset},
            "training": {"model_name": "NAM_CatWaveNet_nano", "model_args": {"layers": LAYERS, "head_scale": 0.3},
                         "epochs": 1, "batch_size": 16, "learning_rate": 0.01, "accelerator": "cpu", **training},
            "compilation": {"enable": False}}
+    if compile_exports:  # the streaming ONNX and int8 TFLite (and its C array) with a params input
+        cfg["compilation"] = {"enable": True, "exporters": ["onnx", "tflite_int8"]}
     path = folder / "knob.yaml"
     path.write_text(yaml.safe_dump(cfg))
     return path
@@ -51,10 +54,29 @@ def knob_run(tmp_path_factory):
     mp = pytest.MonkeyPatch()
     mp.setenv("TINYVERSE_CACHE", str(folder / "cache"))
     try:
-        summary = run(config(folder, {"generated_seconds": SECONDS, "ny": 4096}))
+        summary = run(config(folder, {"generated_seconds": SECONDS, "ny": 4096}, compile_exports=True))
     finally:
         mp.undo()
     return summary, Path(summary["run_dir"])
+
+
+def test_every_export_is_verified_at_three_or_more_held_out_and_seen_settings(knob_run):
+    summary, run_dir = knob_run
+    comp = summary["compilation"]
+    settings = comp["settings"]
+    assert len(settings) >= 3 and {"gain": 5.0, "tone": 5.0} in settings  # the unseen centre is among them
+    rows = {r["artifact"]: r for r in comp["rows"]}
+    assert {"ONNX float", "TFLite int8 (LiteRT)", "TFLite int8 (TFLM)", "C array (TFLM)"} <= set(rows), sorted(rows)
+    for name, row in rows.items():
+        assert "error" not in row, (name, row.get("error"))
+        assert [s["setting"] for s in row["settings"]] == settings
+        assert row["verdict"]["status"] == "PASS", (name, row["verdict"])
+    assert rows["ONNX float"]["esr_vs_torch"] < 1e-8  # float ONNX streams what the knob model computes
+    graph = onnx.load(str(next(run_dir.rglob("*.onnx")))).graph
+    assert {i.name for i in graph.input} >= {"x", "params"}  # the audio block and the knob vector
+    report = (run_dir / "compile_report.md").read_text()
+    assert "params input" in report and "gain=5, tone=5" in report
+    assert "Knob model exports" in report and "## Verification" in (run_dir / "report.md").read_text()
 
 
 def test_summary_lists_the_knobs_and_the_esr_at_seen_unseen_and_outside_settings(knob_run):
@@ -200,3 +222,17 @@ def test_a_knob_model_on_a_plain_capture_is_a_config_error(tmp_path, capsys):
     path.write_text(yaml.safe_dump(cfg))
     rc, out, err = cli(capsys, "run", path)
     assert rc == 2 and "training.model_name: NAM_CatWaveNet_nano is a knob-conditioned model" in err, err
+
+
+@pytest.mark.parametrize("settings", [
+    [{"gain": g} for g in (0.0, 5.0, 10.0)],  # one knob: ESR against its value
+    [{"gain": g, "tone": t} for g, t in ((0.0, 1.0), (3.0, 7.5), (9.0, 2.0))],  # two, off a grid: points
+    [{"bright": b, "gain": g, "tone": 5.0} for b in (0.0, 1.0) for g in (0.0, 10.0)],  # more: a bar per setting
+])
+def test_the_esr_plot_takes_any_number_of_knobs_and_any_layout(tmp_path, settings):
+    from tinyverse.audio.plots import plot_knob_esr
+
+    roles = ["seen", "unseen", "outside", "seen"]
+    rows = [{"setting": s, "role": roles[i % 4], "esr": 0.01 * (i + 1)} for i, s in enumerate(settings)]
+    path = plot_knob_esr(rows, tmp_path / "esr.png", "t")
+    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and path.stat().st_size > 5_000

@@ -310,29 +310,66 @@ def settings_block(summary: dict[str, Any]) -> str:
     return "\n".join(out)
 
 
-def compile_exports(ctx: RunContext, block_size: int) -> dict[str, Any]:
-    """The knob model's streaming exports through the shared exporter loop, verified on the validation audio of a
-    held-out setting (the first unseen one, else the first seen one)."""
-    from tinyverse.audio.verify import DEFAULT_EXPORTERS, export_and_verify, format_table
+def verification_settings(data: Any, rf: int) -> tuple[list[dict[str, float]] | None, np.ndarray,
+                                                        list[np.ndarray] | None]:
+    """(settings, input, recordings) the exports are verified at: captured settings that heard the same input — every
+    unseen one, one outside the trained range, then seen ones, at least three — each with its recording as the
+    target; when the recordings heard different inputs (slices of one recording): None (every knob at its min, at its
+    default, at its max) on the first setting's input, without targets."""
+    val = data.validation(rf)
+    x0 = val[0]["x"]
+    same = [v for v in val if v["x"].shape == x0.shape and np.array_equal(v["x"], x0)]
+    by_role = {r: [v for v in same if v["role"] == r] for r in ROLE_NAMES}
+    picked = by_role["unseen"] + by_role["outside"][:1]
+    picked += by_role["train"][:max(1, 3 - len(picked))]
+    if len(picked) < 3:
+        return None, x0[0], None
+    return [v["setting"] for v in picked], x0[0], [v["y"][0] for v in picked]
+
+
+def compile_exports(ctx: RunContext, block_size: int) -> tuple[dict[str, Any], str]:
+    """The knob model's streaming exports (each with a ``params`` input; ONNX, TFLite float / int8 / int16x8, the
+    int8 C array), every row rendered block by block at three or more knob settings and passing only if every
+    setting does (:func:`tinyverse.audio.verify.knob_stream_rows`); (the summary's compilation entry, the report's
+    verification table)."""
+    from tinyverse.audio.verify import format_table, knob_stream_rows
 
     cfg, data, model, run_dir = ctx.cfg, ctx.data, ctx.model, ctx.run_dir
     comp = cfg.compilation
-    rf = ctx.extra["rf"]
-    exporters = list(DEFAULT_EXPORTERS if comp.exporters is None else comp.exporters)
-    setting = next(iter(data.role("unseen")), data.role("train")[0])
-    x, y = setting.capture.validation(rf)
-    t0, t1 = setting.capture.layout.train
+    settings, audio, targets = verification_settings(data, ctx.extra["rf"])
+    first = data.role("train")[0].capture
+    t0, t1 = first.layout.train
     num_calib = comp.calibration_samples if "calibration_samples" in comp.model_fields_set else 64
-    log.info("compiling: streaming exports %s at %s, blocks of %d", ", ".join(exporters), setting.label(), block_size)
-    result = export_and_verify(model, run_dir, x[0], y[0], setting.capture.x[t0:t1], data.sample_rate, block_size,
-                               exporters, num_calib=num_calib, tolerances=comp.tolerances)
-    (run_dir / "compile_report.md").write_text(
-        f"# Streaming exports at {setting.label()}: validation audio in blocks of {block_size}\n\n"
-        + format_table(result) + "\n")
+
+    def on_row(row: dict[str, Any]) -> None:
+        status = (row.get("verdict") or {}).get("status", "-")
+        if "error" in row:
+            log.warning("%-24s FAIL  %s", row["artifact"], row["error"])
+        else:
+            (log.info if status != "FAIL" else log.warning)(
+                "%-24s %-4s  worst setting: ESR vs PyTorch %.2e, max abs diff %.1e; render RTF %.3f", row["artifact"],
+                status, row["esr_vs_torch"], row["max_abs_diff"], row["rtf"])
+
+    log.info("compiling: streaming exports with a params input, blocks of %d, each verified at %s", block_size,
+             "; ".join(", ".join(f"{k}={v:g}" for k, v in s.items()) for s in settings) if settings else
+             "every knob at its min, default and max")
+    result = knob_stream_rows(model, data.knobs, settings, audio, run_dir, comp.exporters, targets=targets,
+                              calib_audio=first.x[t0:t1], sample_rate=data.sample_rate, block_size=block_size,
+                              num_calib=num_calib, tolerances=comp.tolerances, on_row=on_row)
+    labels = "; ".join(", ".join(f"{k}={v:g}" for k, v in s.items()) for s in result["settings"])
+    table = format_table(result)
+    head = (f"Streaming exports with a params input, rendered block by block ({block_size} samples, "
+            f"{result['validation_seconds']} s of validation audio) at {len(result['settings'])} settings ({labels}); "
+            "a row passes only if every setting does. ESR vs PyTorch: against the float64 knob model streamed at "
+            "that setting; ESR vs target: against the recording (the worst setting).")
+    (run_dir / "compile_report.md").write_text(f"# Knob model exports\n\n{head}\n\n{table}\n")
     write_json(run_dir / "compile_report.json", result)
-    return {"block_size": block_size, "rows": result["rows"], "exports": result["exports"],
-            "settings": [setting.setting], "report": "compile_report.md"}
+    out = {"block_size": block_size, "settings": result["settings"], "rows": result["rows"],
+           "exports": result["exports"], "not_available": result["not_available"], "files": result["files"],
+           "report": "compile_report.md"}
+    return out, f"{head}\n\n{table}"
 
 
 __all__ = ["KNOB_FILE", "check_pairing", "compile_exports", "describe", "is_knob_data", "is_knob_model",
-           "knob_key_issues", "knob_model_args", "knobs_summary", "slug", "snapshots", "test", "training_arrays"]
+           "knob_key_issues", "knob_model_args", "knobs_summary", "slug", "snapshots", "test", "training_arrays",
+           "verification_settings"]

@@ -280,7 +280,8 @@ class AudioModule(AIModule):
         t = ctx.cfg.training
         try:
             if knob_run.is_knob_model(ctx.model):  # (the config refuses QAT for knob models)
-                ctx.summary["compilation"] = knob_run.compile_exports(ctx, AUDIO_BLOCK)
+                ctx.summary["compilation"], self.report_blocks["Verification"] = knob_run.compile_exports(
+                    ctx, AUDIO_BLOCK)
                 return failed_rows(ctx.summary["compilation"]["rows"])
             qat = None
             if t.quantization == "qat" and t.qat_epochs > 0:  # model.nam and the listening files stay the float's
