@@ -105,6 +105,21 @@ def _render_row(row: dict[str, Any], proc: Any, x_val: np.ndarray, block_size: i
     return y
 
 
+def _export_entry(step: Any) -> dict[str, Any]:
+    """What the summary keeps of one export step: its error, or its seconds (and the twin's agreement)."""
+    if step.error is not None:
+        return {"error": step.error}
+    twin = step.exporter.info.get("twin_max_abs_diff")
+    return {"seconds": None if step.seconds is None else round(step.seconds, 2),
+            **({"twin_max_abs_diff": twin} if twin is not None else {})}
+
+
+def _step_row(step: Any, v: Any) -> dict[str, Any]:
+    """The start of a verification row of one export step."""
+    return {"artifact": v.label, "file": step.path.name if step.path else None, "runtime": v.runtime,
+            "kind": v.kind or step.exporter.kind, "exporter": step.name}
+
+
 def export_and_verify(model: nn.Module, out_dir: str | Path, x_val: np.ndarray, target: np.ndarray,
                       calib_audio: np.ndarray, sample_rate: int, block_size: int = 512,
                       exporters: Sequence[str] | None = None, num_calib: int = 64,
@@ -156,15 +171,9 @@ def export_and_verify(model: nn.Module, out_dir: str | Path, x_val: np.ndarray, 
     exports: dict[str, dict[str, Any]] = {}
     for step in export_each(ctx, exporters, describe=_err):
         exp = step.exporter
-        if step.error is not None:
-            exports[step.name] = {"error": step.error}
-        else:
-            twin = exp.info.get("twin_max_abs_diff")
-            exports[step.name] = {"seconds": None if step.seconds is None else round(step.seconds, 2),
-                                  **({"twin_max_abs_diff": twin} if twin is not None else {})}
+        exports[step.name] = _export_entry(step)
         for v in step.verifications:
-            row = {"artifact": v.label, "file": step.path.name if step.path else None, "runtime": v.runtime,
-                   "kind": v.kind or exp.kind, "exporter": step.name}
+            row = _step_row(step, v)
             try:
                 if step.error is not None:
                     row["error"] = "export failed: " + step.error
@@ -333,15 +342,9 @@ def knob_stream_rows(model: nn.Module, knobs: KnobSet | Mapping[str, Any] | None
     exports: dict[str, dict[str, Any]] = {}
     for step in export_each(ctx, names, describe=_err):
         exp = step.exporter
-        if step.error is not None:
-            exports[step.name] = {"error": step.error}
-        else:
-            twin = exp.info.get("twin_max_abs_diff")
-            exports[step.name] = {"seconds": None if step.seconds is None else round(step.seconds, 2),
-                                  **({"twin_max_abs_diff": twin} if twin is not None else {})}
+        exports[step.name] = _export_entry(step)
         for v in step.verifications:
-            row = {"artifact": v.label, "file": step.path.name if step.path else None, "runtime": v.runtime,
-                   "kind": v.kind or exp.kind, "exporter": step.name}
+            row = _step_row(step, v)
             if step.error is not None:
                 row["error"] = "export failed: " + step.error
                 row["verdict"] = Verdict(error=row["error"]).to_dict()
