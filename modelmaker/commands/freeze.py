@@ -3,7 +3,7 @@
 Folds constant knob values into a knob-conditioned model and writes the plain NAM model it becomes at that setting
 (:meth:`tinyverse.audio.nam.knob_models.KnobModel.frozen`): CatLSTM → LSTM, CatWaveNet / FiLMWaveNet → WaveNet
 (A1 layout, version 0.5.4), HyperConvNet → ConvNet — files any NAM plugin or pedal loads. MODEL is a knob run's
-checkpoint (``checkpoints/best.ckpt``) or a knob model's ``.pt``. Each ``--param`` is checked against the range the
+run folder, its checkpoint (``checkpoints/best.ckpt``) or a knob model's ``.pt``. Each ``--param`` is checked against the range the
 model declares; a knob not given takes its declared default (and the command says so). The written file is read
 back and streamed against the knob model at that setting; the largest difference is printed.
 """
@@ -13,12 +13,12 @@ import argparse
 import sys
 from pathlib import Path
 
-from modelmaker.commands.render import knob_setting, output_problem
+from modelmaker.commands.render import knob_setting, output_problem, run_model_file
 
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("freeze", help="write a knob model at one knob setting as a plain .nam snapshot")
-    p.add_argument("model", help="a knob run's checkpoints/best.ckpt or a knob model's .pt")
+    p.add_argument("model", help="a knob run folder, its checkpoints/best.ckpt, or a knob model's .pt")
     p.add_argument("--param", action="append", default=None, metavar="NAME=VALUE",
                    help="a knob value in the units it was declared in (e.g. --param gain=7); repeat per knob; a knob "
                         "not given takes its declared default")
@@ -35,6 +35,12 @@ def main(args: argparse.Namespace) -> int:
     from tinyverse.audio.stream import StreamProcessor, load_audio_model, process_file
 
     model_path, output = Path(args.model), Path(args.output)
+    if model_path.is_dir():  # a run folder: the knob model its checkpoint holds
+        try:
+            model_path = run_model_file(model_path)
+        except ValueError as e:
+            print(f"modelmaker: error: {e}", file=sys.stderr)
+            return 2
     if not model_path.is_file():
         print(f"modelmaker: error: model: no such file: {model_path}", file=sys.stderr)
         return 2

@@ -236,3 +236,25 @@ def test_the_esr_plot_takes_any_number_of_knobs_and_any_layout(tmp_path, setting
     rows = [{"setting": s, "role": roles[i % 4], "esr": 0.01 * (i + 1)} for i, s in enumerate(settings)]
     path = plot_knob_esr(rows, tmp_path / "esr.png", "t")
     assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and path.stat().st_size > 5_000
+
+
+def test_render_and_freeze_work_on_the_run_folder_and_its_exports(knob_run, tmp_path, capsys):
+    from tinyverse.audio.nam import load_nam
+
+    _, run_dir = knob_run
+    wav = run_dir / "listening" / "input.wav"
+    setting = ["--param", "gain=7", "--param", "tone=3"]
+    rc, out, err = cli(capsys, "freeze", run_dir, *setting, "-o", tmp_path / "gain7_tone3.nam")
+    assert rc == 0, err
+    assert load_nam(tmp_path / "gain7_tone3.nam").architecture == "WaveNet"  # a plain model any NAM player loads
+    renders = {}
+    for name, model, args in [("knob", run_dir, setting), ("snapshot", tmp_path / "gain7_tone3.nam", []),
+                              ("onnx", run_dir / "model_stream.onnx", setting)]:
+        rc, out, err = cli(capsys, "render", model, wav, tmp_path / f"{name}.wav", *args)
+        assert rc == 0, (name, err)
+        renders[name], _ = sf.read(tmp_path / f"{name}.wav", dtype="float64")
+    assert np.abs(renders["knob"]).max() > 1e-3
+    np.testing.assert_allclose(renders["snapshot"], renders["knob"], atol=1e-5)
+    np.testing.assert_allclose(renders["onnx"], renders["knob"], atol=1e-4)
+    rc, _, err = cli(capsys, "freeze", run_dir, "--param", "gain=11", "-o", tmp_path / "bad.nam")
+    assert rc == 2 and "gain" in err and "[0, 10]" in err and err.count("\n") == 1, err
