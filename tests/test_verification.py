@@ -54,6 +54,11 @@ def test_runtime_check_counts_output_steps_and_errors_fail():
     assert runtime_check("fused", ref + step, ref, step, TOL).passed  # one step: rounding, allowed
     assert runtime_check("fused", ref + 4 * step, ref, step, TOL).passed  # per-layer rounding of a deep net
     assert not runtime_check("fused", ref + 5 * step, ref, step, TOL).passed  # beyond: a kernel is wrong
+    # an int16x8 file's steps are 256x finer: tens of steps are rounding, a saturating kernel is thousands
+    step16 = 2 / 65535
+    assert runtime_check("tflm", ref + 24 * step16, ref, step16, TOL, kind="int16").passed
+    assert not runtime_check("tflm", ref + 24 * step16, ref, step16, TOL, kind="int8").passed
+    assert not runtime_check("tflm", ref + 65 * step16, ref, step16, TOL, kind="int16").passed
     assert Verdict(error="converter exploded").status == FAIL
     assert judge_outputs("reference", None, ref, TOL).status == PASS
     with pytest.raises(ValueError):

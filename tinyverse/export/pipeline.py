@@ -100,11 +100,12 @@ def cross_checks(step: ExportStep, verification: Verification, y: np.ndarray, ou
     outputs in ``outputs``, by label; skipped when that row did not run)."""
     out: list[Check] = []
     v, exp = verification, step.exporter
+    kind = v.kind or exp.kind
     if v.reference is not None:
         y_ref = rerun(replace(v, runtime=v.reference))
         out.append(runtime_check(v.reference_check or f"vs {v.reference}", y, y_ref,
-                                 exp.output_step(step.path, ctx), tol))
+                                 exp.output_step(step.path, ctx), tol, kind))
     if v.same_as is not None and outputs.get(v.same_as) is not None:
         out.append(runtime_check(v.same_as_check or f"vs {v.same_as}", y, outputs[v.same_as],
-                                 exp.output_step(step.path, ctx), tol))
+                                 exp.output_step(step.path, ctx), tol, kind))
     return out

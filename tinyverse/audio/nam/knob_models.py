@@ -1015,17 +1015,6 @@ class NAMHyperConvNet(StreamsThroughSnapshot, KnobModel):
     def twin_blockers(self) -> list[str]:
         return [] if self.activation.type in TWIN_ACTIVATIONS else [f"{self.activation.type} activation"]
 
-    def unavailable_exports(self) -> dict[str, str]:
-        """No int16x8 TFLite: its file converts and LiteRT runs it within the int16 bound, but TFLite Micro's int16
-        BATCH_MATMUL of two activations rounds differently from LiteRT's reference kernel and the generated convs
-        chain it, so the TFLM row cannot reproduce LiteRT to the few output steps the check allows (measured on
-        NAM_HyperConvNet_nano: 5-11 steps; a chain of 8 such layers: up to 29). int8 agrees (<= 3 steps)."""
-        return {**super().unavailable_exports(),
-                "tflite_int16": "TFLite Micro's int16 BATCH_MATMUL (the generated weights times the signal) rounds "
-                                "differently from LiteRT's reference kernel, and the generated convs chain it: the "
-                                "TFLM render is up to 11 output steps from LiteRT's on NAM_HyperConvNet_nano "
-                                "(bound 4); use tflite_int8"}
-
     def generated_rows(self) -> list[tuple[np.ndarray, np.ndarray]]:
         """Per generated tensor, the hypernet's output layer (weight rows, bias) with the tensor's affine folded in:
         the tensor is ``rows · hidden + bias`` (flattened in the tensor's order)."""
