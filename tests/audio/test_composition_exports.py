@@ -1,6 +1,6 @@
 """Composition (#14), item 5: one streaming ONNX graph and one streaming TFLite graph (float, int8, int16x8) for a whole
 Sequential or DAG, each stage with its own state, rendered block by block against the torch chain; the int8 C array;
-``modelmaker combine --export``; a rig with a knob stage says why it has no streaming export yet.
+``modelmaker combine --export``; a rig with a knob stage streams in ONNX with a params input.
 
 Tiny stages (a 3/2-channel WaveNet of receptive field 33 whose answer to silence is not zero, 40- and 24-tap FIRs, a
 2 x 4 LSTM) and a fraction of a second of audio keep this fast; one TFLite conversion job per model.
@@ -183,18 +183,46 @@ def test_combine_export_writes_verified_rig_artifacts_and_a_c_header(tmp_path, c
     assert not (tmp_path / "again.nam").exists()
 
 
-def test_a_rig_with_a_knob_stage_has_no_streaming_export_yet() -> None:
+def test_a_rig_with_a_knob_stage_streams_in_onnx_with_a_params_input(tmp_path) -> None:
+    """A drive pedal with knobs (CatWaveNet), a cabinet IR and a DAG around them: the streaming ONNX graph takes the
+    rig's knob vector as ``params``, each knob stage its own columns; float and int8 are rendered block by block at
+    every knob's min, default and max against the torch rig; the TFLite twin says why it has no params input yet."""
     from tinyverse.audio.knob_file import load_knob_model
+    from tinyverse.audio.model_export import export_model
 
     knob, _ = load_knob_model(__import__("pathlib").Path(__file__).parent / "data" / "knob_core" / "catwavenet.pt")
-    rig = NAMSequential([KnobStage(knob), _fir(24, 4)])
+    rig = NAMSequential([_fir(24, 4), KnobStage(knob), _fir(40, 5)]).eval()
     missing = rig.unavailable_exports()
-    assert set(missing) == {"onnx", "onnx_int8", "tflite", "tflite_int8", "tflite_int16"}
-    assert all("takes params besides the audio" in why for why in missing.values())
+    assert set(missing) == {"tflite", "tflite_int8", "tflite_int16"}
+    assert all("stage 1 is a knob model" in why and "params input" in why for why in missing.values())
+    meta = rig.stream_metadata()
+    assert meta["params_size"] == 2 and set(meta["knobs"]) == {"bright", "gain"}
     # it plays, block by block, at the knob values given
     x = _audio(2000)
     p = rig.knobs.vector({"gain": 7.0, "bright": 1}, "test")
     y, _ = process_file(StreamProcessor(rig, params=p), x, 128)
     with torch.no_grad():
         whole = rig(torch.as_tensor(x)[None], pad_start=True, params=torch.as_tensor(p))[0].numpy()
-    assert np.abs(y - whole).max() < 1e-5
+    assert np.abs(y - whole).max() < 1e-5 and np.abs(whole).max() > 1e-3
+
+    result = export_model(rig, SR, tmp_path / "export", seconds=4.0, block_size=256,
+                          exporters=["onnx", "onnx_int8"])
+    rows = {r["artifact"]: r for r in result["rows"]}
+    assert {"ONNX float", "ONNX int8"} <= set(rows), sorted(rows)
+    assert len(result["settings"]) == 3
+    for label, row in rows.items():
+        assert row["verdict"]["status"] == "PASS", (label, row.get("error"), row["verdict"])
+        assert len(row["settings"]) == 3
+    assert rows["ONNX float"]["esr_vs_torch"] < 1e-6 and 0 < rows["ONNX int8"]["esr_vs_torch"] < 0.1
+    # the file runs on its own: the knob vector by name, each setting its own render
+    path = tmp_path / "export" / "model_stream.onnx"
+    assert [i.name for i in ort.InferenceSession(str(path)).get_inputs()][:2] == ["x", "params"]
+    renders = []
+    for setting in ({"gain": 0.0, "bright": 0}, {"gain": 10.0, "bright": 1}):
+        vec = rig.knobs.vector(setting, "test")
+        got, _ = process_file(OnnxStreamProcessor(path, params=vec), x, 128)
+        with torch.no_grad():
+            ref = rig(torch.as_tensor(x)[None], pad_start=True, params=torch.as_tensor(vec))[0].numpy()
+        assert np.abs(got - ref).max() < 1e-4
+        renders.append(got)
+    assert np.abs(renders[0] - renders[1]).max() > 1e-3  # the knobs reach the stage inside the graph

@@ -29,12 +29,13 @@ def _starts(n: int, length: int, count: int, seed: int) -> np.ndarray:
 
 
 def calibration_states(model: nn.Module, audio: np.ndarray, block_size: int, count: int = 64, seed: int = 0,
-                       warm_samples: int = 4096) -> list[np.ndarray]:
+                       warm_samples: int = 4096, params: np.ndarray | None = None) -> list[np.ndarray]:
     """For a "state" model: the state a stream has reached at the start of each block :func:`calibration_blocks`
     cuts (same ``count`` and ``seed``), one array per state of ``model.initial_stream_state()``, (count, *shape) —
     so the quantized state inputs are calibrated on the values a stream carries, not on the initial state (a history
     that starts at zeros would calibrate to a zero range). Each block's stream starts ``max(receptive_field − 1,
-    warm_samples)`` samples earlier (silence before the audio) and runs through ``model.streaming_module()``."""
+    warm_samples)`` samples earlier (silence before the audio) and runs through ``model.streaming_module()``; a knob
+    model's each at its row of ``params`` (count, K), the knob vectors its calibration blocks get."""
     import torch
 
     audio = _padded(audio, block_size)
@@ -44,10 +45,11 @@ def calibration_states(model: nn.Module, audio: np.ndarray, block_size: int, cou
     step = model.streaming_module().eval()
     states = [t.detach().float()[None].repeat(len(starts), *([1] * t.dim())) for t in
               model.initial_stream_state().values()]
+    knob = () if params is None else (torch.as_tensor(np.asarray(params, np.float32)),)
     with torch.no_grad():
         for b in range(warm):  # lead[s + b·B] is audio[s − (warm − b)·B]
             x = torch.as_tensor(np.stack([lead[s + b * block_size:s + (b + 1) * block_size] for s in starts]))
-            states = list(step(x, *states)[1:])
+            states = list(step(x, *knob, *states)[1:])
     return [t.numpy().astype(np.float32) for t in states]
 
 

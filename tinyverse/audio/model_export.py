@@ -7,7 +7,8 @@ combine`` has no capture: here the reference is the model's own output for a sta
 (:func:`tinyverse.audio.capture.standard_input`, the layout of NAM's capture signal): its validation block is what every
 artifact renders (with the receptive field's context before it), its training region calibrates the int8 files.
 "ESR vs target" then equals the ESR against the model's whole-input render. The exporters, rows and pass rules are
-the audio compile stage's (:func:`tinyverse.audio.verify.export_and_verify`).
+the audio compile stage's (:func:`tinyverse.audio.verify.export_and_verify`); a rig with knob stages is rendered at
+every knob's min, default and max (:func:`tinyverse.audio.verify.knob_stream_rows`).
 """
 from __future__ import annotations
 
@@ -18,7 +19,7 @@ from typing import Any, Callable, Sequence
 from torch import nn
 
 from tinyverse.audio.flatten import chain_capture
-from tinyverse.audio.verify import DEFAULT_EXPORTERS, export_and_verify, format_table, stream_rows
+from tinyverse.audio.verify import DEFAULT_EXPORTERS, export_and_verify, format_table, knob_stream_rows, stream_rows
 
 __all__ = ["MODEL_EXPORTERS", "export_model"]
 
@@ -45,9 +46,18 @@ def export_model(model: nn.Module, sample_rate: int, out_dir: str | Path, *, blo
     Xv, Yv = data.validation(rf)
     t0, t1 = data.layout.train
     out_dir.mkdir(parents=True, exist_ok=True)
-    result = export_and_verify(model, out_dir, Xv[0], Yv[0], data.x[t0:t1], sample_rate, block_size, names,
-                               num_calib=num_calib, on_row=on_row) if names else \
-        {"block_size": block_size, "validation_seconds": round(Yv.size / sample_rate, 3), "rows": [], "exports": {}}
+    knobs = getattr(model, "knobs", None)
+    if names and knobs is not None:  # a rig with knob stages: every artifact at every knob's min, default and max
+        # (knob_stream_rows writes the knob C array itself, from the int8 TFLite file)
+        result = knob_stream_rows(model, knobs, None, Xv[0], out_dir, [e for e in names if e != "c_header"],
+                                  calib_audio=data.x[t0:t1], sample_rate=sample_rate, block_size=block_size,
+                                  num_calib=num_calib, c_header="c_header" in names, on_row=on_row)
+    elif names:
+        result = export_and_verify(model, out_dir, Xv[0], Yv[0], data.x[t0:t1], sample_rate, block_size, names,
+                                   num_calib=num_calib, on_row=on_row)
+    else:
+        result = {"block_size": block_size, "validation_seconds": round(Yv.size / sample_rate, 3), "rows": [],
+                  "exports": {}}
     table = format_table(result) + "".join(f"\n| {label} | – | not available | – | – | – | – | – | {why} | |"
                                            for label, why in not_available.items())
     (out_dir / "compile_report.md").write_text(

@@ -101,10 +101,13 @@ def quantize_streaming_onnx(model: nn.Module, float_path: str | Path, int8_path:
     spread over the range, :func:`tinyverse.audio.calibration.calibration_params`)."""
     X = calibration_blocks(model, calib_audio, block_size, num_calib)
     arrays: list[np.ndarray] = [X]
-    if is_knob_model(model):
-        arrays.append(calibration_params(model, len(X)))
-    if model.stream_kind == "state" and not is_knob_model(model):  # the states a stream carries at those blocks
-        arrays += calibration_states(model, calib_audio, block_size, num_calib)
+    params = calibration_params(model, len(X)) if is_knob_model(model) else None
+    if params is not None:
+        arrays.append(params)
+    # the states a stream carries at those blocks (a rig's histories would calibrate to a zero range at their initial
+    # zeros); a knob LSTM settles its state at its setting, so its stored initial state is what a stream starts from
+    if model.stream_kind == "state" and (params is None or "settle_samples" not in model.stream_metadata()):
+        arrays += calibration_states(model, calib_audio, block_size, num_calib, params=params)
     else:
         arrays += [t.detach().float().numpy()[None].repeat(len(X), 0) for t in model.initial_stream_state().values()]
     quantize_onnx_static(float_path, int8_path, arrays, batch_size=8, max_samples=num_calib)

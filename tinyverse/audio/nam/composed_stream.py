@@ -23,6 +23,12 @@ block-aligned branches. Nothing here knows a stage's class: a stage is asked for
   resource variable inside the file (``history`` op: VAR_HANDLE / READ_VARIABLE / ASSIGN_VARIABLE, zeros at the
   start, carried from one invoke to the next by LiteRT and TFLite Micro), so a host — or an MCU with the C array —
   feeds blocks and nothing else. A stage whose twin keeps its state in a fused LSTM op cannot be part of it yet.
+
+A rig with knob stages (:class:`~.knob_stage.KnobStage`) takes the rig's knob vector as a second ONNX input
+``params`` (N, K), ordered by name (the union of its stages' knobs, ``KnobsOfStages``), after ``x`` and before the
+states; each knob stage's graph reads its own columns. Its TFLite twin has no params input yet, and a knob stage that
+keeps a recurrent state (CatLSTM: it settles at its setting before a stream starts) cannot stream inside a rig yet;
+both are said with the reason (``unavailable_exports``).
 """
 from __future__ import annotations
 
@@ -35,6 +41,8 @@ import torch
 import torch.nn as nn
 
 from tinyverse.audio.twin import AudioExportError, TwinPlan
+
+from .knob_stage import takes_knobs
 
 __all__ = ["AUDIO_INPUT", "ComposedStream", "StreamNode", "TWIN_STATE_OPS"]
 
@@ -93,17 +101,21 @@ def _mix(kind: str, ins: list[torch.Tensor], weights: torch.Tensor | None) -> to
 
 class _ComposedStep(nn.Module):
     """``(x, *states) → (y, *states_out)`` of a composed model (states batch-first, in ``initial_stream_state``
-    order)."""
+    order); with knob stages ``(x, params, *states)``, ``knob_columns`` naming each knob stage's columns of
+    ``params``."""
 
-    def __init__(self, nodes: Sequence[StreamNode], output: str) -> None:
+    def __init__(self, nodes: Sequence[StreamNode], output: str,
+                 knob_columns: dict[str, list[int]] | None = None) -> None:
         super().__init__()
         self.nodes = list(nodes)
         self.output = output
         self.states = _stage_states(nodes)
+        self.knob_columns = dict(knob_columns or {})
         # the stages' own streaming graphs, in stream order (submodules, so .float() / .eval() reach them)
         self.steps = nn.ModuleList(n.model.streaming_module() for n in nodes if n.model is not None)  # type: ignore
 
-    def forward(self, x: torch.Tensor, *states: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    def forward(self, x: torch.Tensor, *inputs: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        params, states = (inputs[0], inputs[1:]) if self.knob_columns else (None, inputs)
         outs = {AUDIO_INPUT: x}
         new: list[torch.Tensor] = []
         pos, k = 0, 0
@@ -113,18 +125,20 @@ class _ComposedStep(nn.Module):
                 continue
             u, st, step = outs[node.sources[0]], self.states[node.name], self.steps[k]
             k += 1
+            cols = self.knob_columns.get(node.name)
+            knob = () if cols is None else (params[:, cols],)  # type: ignore[index]
             if st.history:
                 full = torch.cat([states[pos], u], dim=1)
                 pos += 1
-                outs[node.name] = step(full)
+                outs[node.name] = step(full, *knob)
                 new.append(full[:, full.shape[1] - st.history:])
             elif st.stateful:
-                res = step(u, *states[pos:pos + len(st.names)])
+                res = step(u, *knob, *states[pos:pos + len(st.names)])
                 pos += len(st.names)
                 outs[node.name] = res[0]
                 new += list(res[1:])
             else:  # a context stage of receptive field 1: nothing to keep
-                outs[node.name] = step(u)
+                outs[node.name] = step(u, *knob)
         return (outs[self.output], *new)
 
 
@@ -161,17 +175,30 @@ class ComposedStream:
         return "state"  # every stage keeps its own history / state between blocks
 
     def stream_blockers(self) -> list[str]:
-        """Why the streaming graph cannot be built (a stage that needs more than the audio, e.g. a knob stage's
-        params, or one without a streaming graph); [] when it can."""
+        """Why the streaming graph cannot be built (a stage that needs more than the audio and its knobs, a knob stage
+        with a recurrent state, or one without a streaming graph); [] when it can."""
         out = []
         for i, m in enumerate(self.stream_stages()):
-            extra = sorted(set(m.input_shapes) - {"audio"})  # type: ignore[attr-defined]
+            extra = sorted(set(m.input_shapes) - {"audio", "params"})  # type: ignore[attr-defined]
             if extra:
                 out.append(f"stage {i} ({m.describe()['architecture']}) takes {', '.join(extra)} "  # type: ignore
                            "besides the audio, which the streaming graph of a composed model has no input for yet")
+            elif takes_knobs(m) and m.stream_kind == "state":  # type: ignore[attr-defined]
+                out.append(f"stage {i} ({m.describe().get('knob_architecture', 'knob model')}) is a knob model "  # type: ignore
+                           "with a recurrent state, which settles at its setting before a stream starts; the "
+                           "streaming graph of a composed model cannot settle it yet")
             else:
                 out += [f"stage {i}: {why}" for why in m.stream_blockers()] if hasattr(m, "stream_blockers") else []
         return out
+
+    def knob_columns(self) -> dict[str, list[int]]:
+        """Node name → the columns of the composed model's knob vector (``knobs``, ordered by name) its knob stage
+        reads; {} without knob stages."""
+        knobs = getattr(self, "knobs", None)
+        if knobs is None:
+            return {}
+        return {n.name: [knobs.names.index(k) for k in n.model.knobs.names]  # type: ignore[union-attr]
+                for n in self.stream_nodes() if n.model is not None and takes_knobs(n.model)}
 
     def _check_streamable(self) -> None:
         blockers = self.stream_blockers()
@@ -199,15 +226,17 @@ class ComposedStream:
 
     def streaming_module(self) -> nn.Module:
         self._check_streamable()
-        return _ComposedStep(self.stream_nodes(), self.stream_output)
+        return _ComposedStep(self.stream_nodes(), self.stream_output, self.knob_columns())
 
     def composed_stream_metadata(self) -> dict[str, Any]:
         """What a streaming file of the model carries besides the base fields: every state's initial value, a
         history as ``{"zeros": shape}`` (thousands of zeros for a cabinet IR would bloat the file, and the C array)."""
         if self.stream_blockers():
             return {}
+        knobs = getattr(self, "knobs", None)  # a rig with knob stages: what a host needs to set them by name
         return {"initial_state": {k: {"zeros": list(v.shape)} if not bool(v.any()) else v.double().tolist()
-                                  for k, v in self.initial_stream_state().items()}}
+                                  for k, v in self.initial_stream_state().items()},
+                **({} if knobs is None else {"params_size": len(knobs), "knobs": knobs.declaration()})}
 
     @torch.no_grad()
     def twin_reference(self, x: torch.Tensor) -> torch.Tensor:
@@ -241,6 +270,10 @@ class ComposedStream:
                 where[node.name] = plan.op(kind, name, srcs) if len(srcs) > 1 else srcs[0]
                 continue
             st = states[node.name]
+            if takes_knobs(node.model):
+                raise AudioExportError(f"no streaming TFLite twin for this {self.composed_name}: stage {st.index} is "
+                                       "a knob model, and the composed twin has no params input yet; the streaming "
+                                       "ONNX export has it")
             src = where[node.sources[0]]
             if st.history:
                 src = plan.op("history", f"s{st.index}_history", [src], length=st.history, shape=[st.history, 1, 1])

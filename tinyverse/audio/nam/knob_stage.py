@@ -9,8 +9,8 @@ and its weights) and a ``params``-optional forward (a stage without a setting pl
 (ordered by name; a knob that two stages declare alike drives both, one declared differently is refused), and the
 split of a knob vector into each stage's own.
 
-The streaming exports of a rig with a knob stage are not available yet: the composed graph has no params input
-(:meth:`tinyverse.audio.nam.composed_stream.ComposedStream.stream_blockers`).
+A rig with a knob stage streams in ONNX with a ``params`` input (:mod:`.composed_stream`); its TFLite twin, and a knob
+stage with a recurrent state, are not available yet (``unavailable_exports`` says why).
 """
 from __future__ import annotations
 
