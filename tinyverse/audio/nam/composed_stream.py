@@ -26,9 +26,9 @@ block-aligned branches. Nothing here knows a stage's class: a stage is asked for
 
 A rig with knob stages (:class:`~.knob_stage.KnobStage`) takes the rig's knob vector as a second ONNX input
 ``params`` (N, K), ordered by name (the union of its stages' knobs, ``KnobsOfStages``), after ``x`` and before the
-states; each knob stage's graph reads its own columns. Its TFLite twin has no params input yet, and a knob stage that
-keeps a recurrent state (CatLSTM: it settles at its setting before a stream starts) cannot stream inside a rig yet;
-both are said with the reason (``unavailable_exports``).
+states; each knob stage's graph reads its own columns (in TFLite: a second input ``params`` (1, K), each knob stage
+reading its columns through a constant 0/1 FULLY_CONNECTED). A knob stage that keeps a recurrent state (CatLSTM: it
+settles at its setting before a stream starts) cannot stream inside a rig yet; ``unavailable_exports`` says why.
 """
 from __future__ import annotations
 
@@ -142,9 +142,10 @@ class _ComposedStep(nn.Module):
         return (outs[self.output], *new)
 
 
-def _embed(plan: TwinPlan, child: TwinPlan, prefix: str, src: str) -> str:
-    """Append ``child``'s ops to ``plan`` with names prefixed, its input ``x`` read from ``src``; its output's name."""
-    rename = {"x": src}
+def _embed(plan: TwinPlan, child: TwinPlan, prefix: str, src: str, extra: dict[str, str] | None = None) -> str:
+    """Append ``child``'s ops to ``plan`` with names prefixed, its input ``x`` read from ``src`` (and each of its extra
+    inputs, e.g. a knob stage's ``params``, from ``extra[name]``); its output's name."""
+    rename = {"x": src, **(extra or {})}
     for op in child.ops:
         rename[op["name"]] = prefix + op["name"]
         plan.ops.append({**op, "name": rename[op["name"]], "src": [rename[s] for s in op["src"]]})
@@ -239,14 +240,16 @@ class ComposedStream:
                 **({} if knobs is None else {"params_size": len(knobs), "knobs": knobs.declaration()})}
 
     @torch.no_grad()
-    def twin_reference(self, x: torch.Tensor) -> torch.Tensor:
+    def twin_reference(self, x: torch.Tensor, params: torch.Tensor | None = None) -> torch.Tensor:
         """What the TFLite twin computes on the rows of ``x`` (N, block) fed one after the other, as one stream from
-        the start (its history variables start at zero and carry from one invoke to the next)."""
+        the start (its history variables start at zero and carry from one invoke to the next); a rig with knob stages
+        each row at its row of ``params`` (N, K)."""
         step = self.streaming_module()
         states = [t[None].to(x.dtype) for t in self.initial_stream_state().values()]
         out = []
-        for row in x:
-            res = step(row[None], *states)
+        for i, row in enumerate(x):
+            knob = () if params is None else (params[i:i + 1].to(x.dtype),)
+            res = step(row[None], *knob, *states)
             out.append(res[0])
             states = list(res[1:])
         return torch.cat(out)
@@ -259,6 +262,9 @@ class ComposedStream:
         plan = TwinPlan([block_size, 1, 1])
         where = {AUDIO_INPUT: "x"}
         states = _stage_states(self.stream_nodes())
+        columns = self.knob_columns()
+        if columns:  # the rig's knob vector, (K,) in knob-name order
+            plan.add_input("params", [len(self.knobs)])  # type: ignore[attr-defined]
         for node in self.stream_nodes():
             if node.model is None:
                 srcs = [where[s] for s in node.sources]
@@ -270,10 +276,9 @@ class ComposedStream:
                 where[node.name] = plan.op(kind, name, srcs) if len(srcs) > 1 else srcs[0]
                 continue
             st = states[node.name]
-            if takes_knobs(node.model):
-                raise AudioExportError(f"no streaming TFLite twin for this {self.composed_name}: stage {st.index} is "
-                                       "a knob model, and the composed twin has no params input yet; the streaming "
-                                       "ONNX export has it")
+            extra = {}
+            if node.name in columns:  # a knob stage reads its own columns: a constant 0/1 selection (FULLY_CONNECTED)
+                extra["params"] = _select(plan, f"s{st.index}_params", columns[node.name], len(self.knobs))  # type: ignore
             src = where[node.sources[0]]
             if st.history:
                 src = plan.op("history", f"s{st.index}_history", [src], length=st.history, shape=[st.history, 1, 1])
@@ -283,7 +288,7 @@ class ComposedStream:
                 raise AudioExportError(f"no streaming TFLite twin for this {self.composed_name}: stage {st.index} "
                                        f"keeps its state in a fused {inner[0].upper()} op, which the composed twin "
                                        "(history variables) cannot hold yet; the streaming ONNX export has it")
-            where[node.name] = _embed(plan, child, f"s{st.index}_", src)
+            where[node.name] = _embed(plan, child, f"s{st.index}_", src, extra)
         plan.output = where[self.stream_output]
         return plan
 
@@ -301,6 +306,17 @@ class ComposedStream:
         except AudioExportError as e:
             return {step: str(e) for step in TWIN_EXPORTS}
         return {}
+
+
+def _select(plan: TwinPlan, name: str, cols: list[int], k: int) -> str:
+    """``params[cols]``: the knob vector itself when ``cols`` is all of it in order, else a dense op with one-hot
+    columns (exact in float; in int8 one requantization of values already on the params input's grid)."""
+    if cols == list(range(k)):
+        return "params"
+    w = np.zeros((k, len(cols)), np.float32)
+    w[cols, np.arange(len(cols))] = 1.0
+    plan.weights[f"{name}/w"] = w
+    return plan.op("dense", name, ["params"], activation=None)
 
 
 def _scale(plan: TwinPlan, name: str, src: str, w: float) -> str:

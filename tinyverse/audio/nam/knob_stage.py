@@ -9,8 +9,8 @@ and its weights) and a ``params``-optional forward (a stage without a setting pl
 (ordered by name; a knob that two stages declare alike drives both, one declared differently is refused), and the
 split of a knob vector into each stage's own.
 
-A rig with a knob stage streams in ONNX with a ``params`` input (:mod:`.composed_stream`); its TFLite twin, and a knob
-stage with a recurrent state, are not available yet (``unavailable_exports`` says why).
+A rig with a knob stage streams (ONNX, TFLite) with a ``params`` input (:mod:`.composed_stream`); a knob stage with a
+recurrent state cannot stream inside a rig yet (``unavailable_exports`` says why).
 """
 from __future__ import annotations
 
