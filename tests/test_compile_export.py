@@ -174,3 +174,14 @@ def test_tflite_int16_is_written_by_the_same_job_and_passes_in_litert_and_tflm(t
     cfg = config_from_dict({"dataset": {"ucr_name": "GunPoint"}, "training": {"model_name": "CLS_1k_NPU"},
                             "compilation": {"exporters": ["onnx", "tflite_int16"]}})
     assert cfg.compilation.exporters == ["onnx", "tflite_int16"]
+
+
+def test_a_tflm_arena_too_small_fails_with_tflm_s_reason_and_prints_nothing(compiled, capfd):
+    _, _, test_X, out = compiled
+    data = (out / "model_int8.tflite").read_bytes()
+    _, used = run_tflm(data, test_X[:2])
+    capfd.readouterr()
+    with pytest.raises(RuntimeError) as err:
+        run_tflm(data, test_X[:2], arena_size=max(64, used // 8))
+    assert "Failed to" in str(err.value) or "arena" in str(err.value).lower(), str(err.value)
+    assert capfd.readouterr().err == ""  # TFLM's own print is in the error, not on the console

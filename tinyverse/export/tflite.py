@@ -201,14 +201,22 @@ def _tflm_interpreter(model: bytes, arena_size: int | None):
     from tflite_micro.python.tflite_micro import runtime
 
     size = arena_size or max(16 * 1024, 4 * len(model))
+    printed = ""
     for _ in range(6):  # grow the arena until allocation succeeds; a real MCU build sizes it from the report
-        try:
-            return runtime.Interpreter.from_bytes(model, arena_size=size), size
-        except RuntimeError:
-            if arena_size:
-                raise
-            size *= 4
-    raise ExportError(f"TFLM could not allocate tensors even with a {size} byte arena")
+        error = None
+        with capture_fd(2) as box:  # TFLM prints each failed try ("Failed to resize buffer"): not the user's problem
+            try:
+                interp = runtime.Interpreter.from_bytes(model, arena_size=size)
+            except RuntimeError as e:
+                error = e
+        if error is None:
+            return interp, size
+        printed = (box[0] if box else "").strip()
+        if arena_size:
+            raise RuntimeError(f"{error}: {printed}" if printed else str(error)) from error
+        size *= 4
+    raise ExportError(f"TFLM could not allocate tensors even with a {size // 4} byte arena"
+                      + (f" ({printed.splitlines()[-1]})" if printed else ""))
 
 
 def tflm_arena_bytes(interp) -> int | None:
