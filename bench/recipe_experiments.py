@@ -25,7 +25,7 @@ OUT = ROOT / "bench" / "results" / "recipe_experiments.jsonl"
 BASE = dict(model="CLS_4k_NPU", model_args={}, epochs=150, batch_size=16, learning_rate=0.005, weight_decay=1e-4,
             optimizer="adamw", lr_scheduler="cosine", label_smoothing=0.1, monitor=("val_loss", "min"),
             augmentation={"time_shift": 0.1, "scale": 0.2, "noise": 0.05}, input_length="auto", min_length=None,
-            max_length=None, variable="pad", teacher=None)
+            max_length=None, variable="pad", teacher=None, val_fraction=0.2)
 # Named variations of the recipe the default config shipped with before issue #15 ("gunpoint").
 RECIPES = {
     "gunpoint": {"input_length": None},
@@ -45,12 +45,18 @@ RECIPES = {
     "len128": {"max_length": 128},
     "len256": {"max_length": 256},
     "len1024": {"max_length": 1024},
+    "len2048": {"max_length": 2048},
     "min32": {"min_length": 32},
     "min128": {"min_length": 128},
     "cls13k": {"model": "CLS_13k_NPU"},
     "cls20k": {"model": "CLS_20k_NPU"},
     "cls55k": {"model": "CLS_55k_NPU"},
     "res5k": {"model": "CLS_RES_5k_NPU"},
+    # wider than the ladder's top (still fits F28P55: ~150k params, flash < 1 MB, RAM < 136 kB at 512 steps)
+    "wide": {"model": "CLS_55k_NPU", "model_args": {"channels": [64, 128, 128, 128, 128]}},
+    "ep500": {"epochs": 500},
+    "val10": {"val_fraction": 0.1},
+    "ls0": {"label_smoothing": 0.0},
     # distillation from a Fawaz FCN teacher (full width, or half width: ~4x fewer MACs to train on a CPU)
     "kd_fcn": {"teacher": {"model": "TEACHER_FCN", "args": {}, "temperature": 4.0, "alpha": 0.5}},
     "kd_fcn_half": {"teacher": {"model": "TEACHER_FCN", "args": {"channels": [64, 128, 64]}, "temperature": 4.0,
@@ -82,7 +88,7 @@ def run_one(set_name: str, name: str, seed: int, threads: int) -> dict:
 
     torch.set_num_threads(threads)
     r = recipe(name)
-    data = UCRDataset(set_name, val_fraction=0.2, seed=seed).load()
+    data = UCRDataset(set_name, val_fraction=r["val_fraction"], seed=seed).load()
 
     def accepts(c: int, length: int) -> list[str]:
         try:
