@@ -28,12 +28,15 @@ def _short(config: Path, tmp_path: Path, **extra) -> Path:
     if training.get("enable", True):
         training["epochs"] = 2
         # A 2-epoch model has near-tied outputs: int8 may legitimately move them beyond the shipped quality bounds.
-        # Those bounds are measured on the full schedules (bench/bench_results.py); here the float and runtime checks
-        # stay as shipped.
+        # Those bounds are measured on the full schedules (bench/bench_results.py); here the float checks stay as
+        # shipped. So do the runtime checks, but in output steps: a 2-epoch audio model's output range can be a
+        # fraction of its inner ranges (the knob config's FiLMWaveNet: output scale 1.3e-3), so one step of rounding
+        # inside is several output steps (10 between TFLM and LiteRT at one setting; 0-3 after the shipped 10
+        # epochs, bench_results); a saturating kernel is still far beyond 16.
         compilation = data.setdefault("compilation", {}) or {}
         compilation["tolerances"] = {"int8_min_agreement": 0.5, "int8_max_drop": 0.5, "int8_max_rel_increase": 10.0,
                                      "int8_max_rel_rms": 2.0, "audio_int8_max_esr": 1.0, "audio_int16_max_esr": 1.0,
-                                     **(compilation.get("tolerances") or {})}
+                                     "runtime_max_steps": 16.0, **(compilation.get("tolerances") or {})}
         data["compilation"] = compilation
     for key, value in extra.items():
         section, _, name = key.partition(".")
