@@ -95,6 +95,12 @@ def _render_row(row: dict[str, Any], proc: Any, x_val: np.ndarray, block_size: i
         raise FloatingPointError("non-finite output")
     row.update(esr_vs_torch=esr(ref, y), esr_vs_target=esr(target, y),
                max_abs_diff=float(np.max(np.abs(ref - y))), rtf=secs / seconds)
+    _file_facts(row, file, proc)
+    return y
+
+
+def _file_facts(row: dict[str, Any], file: Path | None, proc: Any) -> None:
+    """What a row records of its file and runtime: size, the TFLM interpreter's arena, a fixed block length."""
     if file is not None:
         row["bytes"] = file.stat().st_size
     arena = proc.arena() if callable(getattr(proc, "arena", None)) else None
@@ -102,7 +108,6 @@ def _render_row(row: dict[str, Any], proc: Any, x_val: np.ndarray, block_size: i
         row["tflm_arena_bytes"] = arena
     if getattr(proc, "block", None):  # a file with a fixed block length (TFLite)
         row["model_block"] = proc.block
-    return y
 
 
 def _export_entry(step: Any) -> dict[str, Any]:
@@ -316,13 +321,7 @@ def knob_stream_rows(model: nn.Module, knobs: KnobSet | Mapping[str, Any] | None
                    max_abs_diff=max(d["max_abs_diff"] for d in details), rtf=float(np.mean(rtfs)), settings=details)
         if tgts[0] is not None:
             row["esr_vs_target"] = max(d["esr_vs_target"] for d in details)
-        if file is not None:
-            row["bytes"] = file.stat().st_size
-        arena = proc.arena() if callable(getattr(proc, "arena", None)) else None
-        if arena is not None:  # the TFLM interpreter's
-            row["tflm_arena_bytes"] = arena
-        if getattr(proc, "block", None):  # a file with a fixed block length (TFLite)
-            row["model_block"] = proc.block
+        _file_facts(row, file, proc)
         row["verdict"] = Verdict(checks).to_dict()
 
     def failed(row: dict[str, Any], e: BaseException) -> None:

@@ -61,7 +61,7 @@ from tinyverse.models.contract import DeviceOp, ModelCost, StreamKind
 
 from .activations import NamActivation
 from .convnet import NAMConvNet
-from .models import NAMLSTM, TWIN_EXPORTS, NAMModel, NAMWaveNet
+from .models import NAMLSTM, TWIN_EXPORTS, NAMModel, NAMWaveNet, lstm_twin
 from .presets import A1_WAVENET, a1_wavenet_layers
 from .wavenet_layers import FILM_POINTS, ConvHistory, FiLMSpec, LayerArraySpec, WaveNetLayerArray, check_int
 
@@ -434,17 +434,7 @@ class NAMCatLSTM(StreamsThroughSnapshot, KnobModel):
         p = TwinPlan([block_size, 1])
         p.add_input("params", [self.num_knobs])
         src = p.op("concat", "lstm_in", ["x", _twin_params_tiled(p, [block_size, self.num_knobs])], axis=-1)
-        for k in range(self.num_layers):
-            name = f"lstm{k}"
-            p.weights[f"{name}/kernel"] = np.ascontiguousarray(_np(getattr(self.core, f"weight_ih_l{k}")).T, np.float32)
-            p.weights[f"{name}/recurrent"] = np.ascontiguousarray(_np(getattr(self.core, f"weight_hh_l{k}")).T,
-                                                                  np.float32)
-            bias = _np(getattr(self.core, f"bias_ih_l{k}")) + _np(getattr(self.core, f"bias_hh_l{k}"))
-            p.weights[f"{name}/b"] = bias.astype(np.float32)
-            src = p.op("lstm", name, [src], units=self.hidden_size)
-        p.weights["head/w"] = np.ascontiguousarray(_np(self.head.weight).T, np.float32)
-        p.weights["head/b"] = _np(self.head.bias).astype(np.float32)
-        p.output = p.op("dense", "head", [src])
+        p.output = lstm_twin(p, src, self.core, self.head)
         return p
 
     def unavailable_exports(self) -> dict[str, str]:

@@ -44,6 +44,7 @@ __all__ = [
     "TWIN_EXPORTS",
     "fast_tanh",
     "check_slim",
+    "lstm_twin",
     "nam_object",
     "render",
 ]
@@ -756,24 +757,28 @@ class NAMLSTM(NAMModel):
         if self.input_size != 1:
             raise AudioExportError("streaming TFLite of an LSTM with extra input channels is not supported")
         p = TwinPlan([block_size, 1])
-        src = "x"
-        for k in range(self.num_layers):
-            name = f"lstm{k}"
-            core = self.core
-            p.weights[f"{name}/kernel"] = np.ascontiguousarray(_np(getattr(core, f"weight_ih_l{k}")).T, np.float32)
-            p.weights[f"{name}/recurrent"] = np.ascontiguousarray(_np(getattr(core, f"weight_hh_l{k}")).T, np.float32)
-            bias = _np(getattr(core, f"bias_ih_l{k}")) + _np(getattr(core, f"bias_hh_l{k}"))  # Keras: one bias
-            p.weights[f"{name}/b"] = bias.astype(np.float32)
-            src = p.op("lstm", name, [src], units=self.hidden_size)
-        p.weights["head/w"] = np.ascontiguousarray(_np(self.head.weight).T, np.float32)
-        p.weights["head/b"] = _np(self.head.bias).astype(np.float32)
-        p.output = p.op("dense", "head", [src])
+        p.output = lstm_twin(p, "x", self.core, self.head)
         return p
 
     def twin_reference(self, x: torch.Tensor) -> torch.Tensor:
         zeros = torch.zeros(self.num_layers, x.shape[0], self.hidden_size, dtype=x.dtype)
         out, _ = self.core(x.unsqueeze(-1), (zeros, zeros))
         return self.head(out)[..., 0]
+
+
+def lstm_twin(p: TwinPlan, src: str, core: nn.LSTM, head: nn.Linear) -> str:
+    """Append an LSTM stack (one tf_keras LSTM per layer, Keras weight layout) and its Dense head to ``p``, reading
+    ``src``; the head's name."""
+    for k in range(core.num_layers):
+        name = f"lstm{k}"
+        p.weights[f"{name}/kernel"] = np.ascontiguousarray(_np(getattr(core, f"weight_ih_l{k}")).T, np.float32)
+        p.weights[f"{name}/recurrent"] = np.ascontiguousarray(_np(getattr(core, f"weight_hh_l{k}")).T, np.float32)
+        bias = _np(getattr(core, f"bias_ih_l{k}")) + _np(getattr(core, f"bias_hh_l{k}"))  # Keras: one bias
+        p.weights[f"{name}/b"] = bias.astype(np.float32)
+        src = p.op("lstm", name, [src], units=core.hidden_size)
+    p.weights["head/w"] = np.ascontiguousarray(_np(head.weight).T, np.float32)
+    p.weights["head/b"] = _np(head.bias).astype(np.float32)
+    return p.op("dense", "head", [src])
 
 
 class _LSTMStep(nn.Module):
