@@ -54,6 +54,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.bench_results import cpu_tag, machine  # noqa: E402
 from bench.captures import RECIPES, available, layout_of, make_capture  # noqa: E402
+from modelmaker.config.load import apply_overrides, parse_overrides  # noqa: E402
 from tinyverse.audio import esr  # noqa: E402
 from tinyverse.audio.dataset import NamCaptureDataset  # noqa: E402
 from tinyverse.audio.nam import load_nam, model_from_nam  # noqa: E402
@@ -134,8 +135,10 @@ def nam_learning_config(epochs: int, batch_size: int = NAM_BATCH_SIZE) -> dict:
 
 
 def ours_config(base: Path, capture: dict[str, Any], split: dict[str, list[int]], latency: int, model_name: str,
-                epochs: int, projects: Path, run_name: str, seed: int, threads: int | None = None) -> dict:
-    """The shipped config ``base`` (its training recipe) pointed at the capture, the split and the latency."""
+                epochs: int, projects: Path, run_name: str, seed: int, threads: int | None = None,
+                overrides: dict[str, Any] | None = None) -> dict:
+    """The shipped config ``base`` (its training recipe) pointed at the capture, the split and the latency;
+    ``overrides`` (``--ours-set``, dotted keys) change our recipe for an experiment."""
     cfg = yaml.safe_load(base.read_text())
     cfg["common"].update(projects_path=str(projects), run_name=run_name, seed=int(seed), verbose=False)
     cfg["common"].pop("target_device", None)  # a device budget has nothing to do with the comparison
@@ -148,7 +151,7 @@ def ours_config(base: Path, capture: dict[str, Any], split: dict[str, list[int]]
     if threads is not None:
         cfg["training"]["threads"] = int(threads)  # training.threads (#12 item 5)
     cfg["compilation"] = {"enable": False}
-    return cfg
+    return apply_overrides(cfg, overrides)[0]
 
 
 # ------------------------------------------------------------------------------------------ running the two sides
@@ -207,7 +210,7 @@ def run_job(capture: dict[str, Any], preset: str, epochs: int, args: argparse.Na
                            "load_avg_1min_before": round(os.getloadavg()[0], 2)}
     def run_ours() -> dict[str, Any]:
         cfg = ours_config(ROOT / base, capture, split, latency, model_name, epochs, folder / "ours",
-                          "run", args.train_seed, args.ours_threads)
+                          "run", args.train_seed, args.ours_threads, parse_overrides(args.ours_set))
         (folder / "ours").mkdir(parents=True, exist_ok=True)
         cfg_path = folder / "ours" / "config.yaml"
         cfg_path.write_text(yaml.safe_dump(cfg, sort_keys=False))
@@ -328,6 +331,9 @@ def main() -> None:
                     help="torch threads for NAM's trainer: a number, or 'default' for torch's default (default 1)")
     ap.add_argument("--ours-threads", type=int, default=None,
                     help="training.threads for ours (default: the runner's own choice)")
+    ap.add_argument("--ours-set", action="append", default=[], metavar="KEY=VALUE",
+                    help="change our recipe for an experiment (modelmaker's --set, e.g. training.lr_scheduler=cosine); "
+                         "recorded in the results; use a separate --work folder per variant")
     ap.add_argument("--parallel", action="store_true",
                     help="run the two trainers at the same time (one process each; on a 2-core machine, one core "
                          "each), so load from anything else hits both alike")
@@ -382,6 +388,7 @@ def write_results(out: Path, m: dict[str, Any], args: argparse.Namespace, rows: 
                            "train_seed": args.train_seed,
                            "presets": args.presets, "nam_threads": args.nam_threads or "torch default",
                            "ours_threads": args.ours_threads or "runner default",
+                           "ours_set": list(args.ours_set),
                            "nam_batch_size": args.nam_batch_size, "ny": NY, "split": "bench_split",
                            "parallel": bool(args.parallel)},
               "command": " ".join(["python", *sys.argv]), "rows": rows}

@@ -14,6 +14,7 @@ import yaml
 from bench.bench_vs_nam import (PRE_SILENCE_SECONDS, bench_split, nam_data_config, nam_learning_config,
                                 nam_model_config, ours_config)
 from bench.captures import make_capture
+from modelmaker.config.load import parse_overrides
 from modelmaker.runner import load_run_config
 from tinyverse.audio.dataset import NamCaptureDataset
 
@@ -61,6 +62,12 @@ def test_both_trainers_get_the_same_split(tmp_path):
     data = NamCaptureDataset(**loaded.dataset.params).load()
     assert data.layout.train == split["train"] and data.layout.validation[-1][0] == b0
     assert data.info["split"]["excluded_from_training_seconds"] == 0.0
+    # --ours-set: an experiment changes our recipe, nothing else (the split and the files stay the bench's).
+    variant = ours_config(ROOT / "configs" / "audio_amp_capture.yaml", c, split, latency, "NAM_WaveNet_nano", 3,
+                          tmp_path / "projects", "run", 0,
+                          overrides=parse_overrides(["training.lr_scheduler=cosine", "training.batch_size=8"]))
+    assert (variant["training"]["lr_scheduler"], variant["training"]["batch_size"]) == ("cosine", 8)
+    assert variant["dataset"] == cfg["dataset"] and variant["training"]["epochs"] == 3
 
     x[a1 + 10] = 0.1  # sound where NAM requires silence before the training range: refused, not trained
     with pytest.raises(ValueError, match="not silent"):
