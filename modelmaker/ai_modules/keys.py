@@ -57,7 +57,21 @@ def config_issues(cfg: Any) -> list[KeyIssue]:
     issues += input_fit_issues(cfg, module, TASKS.get(task) if task in TASKS else None)
     if task in TASKS:
         issues += task_key_issues(cfg, TASKS.get(task))
-    return issues + quantization_issues(cfg)
+    return issues + checkpoint_issues(cfg, module) + quantization_issues(cfg)
+
+
+def checkpoint_issues(cfg: Any, module: Any) -> list[KeyIssue]:
+    """training.final_checkpoint picks the weights a training stage keeps, in a modality that offers the choice
+    (``chooses_checkpoint``); elsewhere, or without training, it would do nothing."""
+    if not changed(cfg, "training.final_checkpoint"):
+        return []
+    if not getattr(module, "chooses_checkpoint", False):
+        return [KeyIssue("training.final_checkpoint", f"not used by the {cfg.common.modality} modality (it keeps the "
+                         "best checkpoint by training.monitor)", "remove it")]
+    if not cfg.training.enable:
+        return [KeyIssue("training.final_checkpoint", "used only when training runs, but training.enable is false",
+                         "remove it, or enable training")]
+    return []
 
 
 def input_fit_issues(cfg: Any, module: Any, task_cls: Any) -> list[KeyIssue]:
@@ -115,5 +129,5 @@ def task_key_issues(cfg: Any, task_cls: Any) -> list[KeyIssue]:
     return issues
 
 
-__all__ = ["TASK_KEYS", "KeyIssue", "changed", "config_issues", "input_fit_issues", "quantization_issues",
-           "task_key_issues"]
+__all__ = ["TASK_KEYS", "KeyIssue", "changed", "checkpoint_issues", "config_issues", "input_fit_issues",
+           "quantization_issues", "task_key_issues"]

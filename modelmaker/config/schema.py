@@ -387,6 +387,10 @@ class TrainingSection(StrictModel):
     augmentation: AugmentationSection = Field(default_factory=AugmentationSection)
     early_stopping_patience: int | None = Field(30, ge=0)
     monitor: str | None = None
+    # The weights the run tests, quantizes and exports: "best", the epoch that scored best on training.monitor (on
+    # validation; on its training twin, e.g. train_loss, when there is no validation split), or "last", the last
+    # epoch of a fixed schedule (nothing chosen). With dataset.val_fraction: 0 every training series is learnt from.
+    final_checkpoint: Literal["best", "last"] = "best"
     accelerator: str = "auto"
     devices: int | list[int] | str = "auto"
     num_nodes: int = Field(1, ge=1)

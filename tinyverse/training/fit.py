@@ -106,6 +106,13 @@ class FitResult:
     metrics_csv: Path
     epochs_run: int  # epochs completed in total, counting those before a resume
     best_score: float
+    monitor: str = ""  # the metric best_checkpoint was chosen by (a training twin, e.g. train_loss, without validation)
+
+    def checkpoint(self, which: str) -> Path:
+        """The checkpoint a run keeps: "best" (by the monitored metric) or "last" (the final epoch)."""
+        if which not in ("best", "last"):
+            raise ValueError(f"which checkpoint: expected 'best' or 'last', got {which!r}")
+        return self.best_checkpoint if which == "best" else self.last_checkpoint
 
 
 @contextlib.contextmanager
@@ -313,6 +320,7 @@ def fit(task: L.LightningModule, train: ArrayPair, val: ArrayPair | None, out_di
         metrics_csv=metrics_csv,
         epochs_run=epochs,
         best_score=float(score) if score is not None else math.nan,
+        monitor=monitor,
     )
     log.info("trained %d epochs; best %s=%.4f (%s)", result.epochs_run, monitor, result.best_score,
              result.best_checkpoint)

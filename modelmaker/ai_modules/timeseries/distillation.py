@@ -118,7 +118,7 @@ def _train(ctx, model, out_dir: Path, train_cfg, task_kwargs: dict[str, Any], re
     last = out_dir / "checkpoints" / "last.ckpt"
     result = fit(task, (X["train"], y["train"]), (X["val"], y["val"]) if len(y["val"]) else None, out_dir,
                  train_cfg, resume_from=last if resume and last.is_file() else None)
-    load_task_weights(task, result.best_checkpoint)
+    load_task_weights(task, result.checkpoint(ctx.cfg.training.final_checkpoint))  # the student's choice, too
     plot_loss_curves(result.metrics_csv, out_dir / "loss_curves.png")
     return task.model.eval(), result
 
@@ -131,7 +131,8 @@ def _record(model, name: str, role: str, source: str, result, ctx) -> dict[str, 
            "val_accuracy": _accuracy(model, X["val"], y["val"], bs),
            "test_accuracy": _accuracy(model, X["test"], y["test"], bs)}
     if result is not None:
-        row.update(epochs_run=result.epochs_run, best_checkpoint=str(result.best_checkpoint))
+        row.update(epochs_run=result.epochs_run, best_checkpoint=str(result.best_checkpoint),
+                   kept_checkpoint=str(result.checkpoint(ctx.cfg.training.final_checkpoint)))
     return row
 
 

@@ -60,6 +60,7 @@ class TimeSeriesModule(AIModule):
     name = MODALITY
     tasks = TASK_TYPES
     fits_input = True  # dataset.input_channels / input_length (tinyverse.timeseries.data.input_fit)
+    chooses_checkpoint = True  # training.final_checkpoint: best or last
 
     @classmethod
     def unused_keys(cls, cfg) -> list[KeyIssue]:
@@ -314,9 +315,11 @@ class TimeSeriesModule(AIModule):
         if t.enable:
             result = fit(task, (X["train"], y["train"]), (X["val"], y["val"]) if has_val else None, run_dir,
                          train_cfg, resume_from=run_dir / "checkpoints" / "last.ckpt" if ctx.resume else None)
-            load_task_weights(task, result.best_checkpoint)
+            kept = result.checkpoint(t.final_checkpoint)
+            load_task_weights(task, kept)
             ctx.summary["training"] = {"epochs_run": result.epochs_run, "best_checkpoint": result.best_checkpoint,
-                                       f"best_{monitor}": result.best_score}
+                                       f"best_{result.monitor}": result.best_score,
+                                       "final_checkpoint": t.final_checkpoint, "kept_checkpoint": kept}
             plot_loss_curves(result.metrics_csv, run_dir / "loss_curves.png")
         ctx.extra["task"] = task
         ctx.model = task.model.eval()

@@ -57,7 +57,8 @@ def check_splits(data: Any, source: str = "", need_test: bool = True) -> list[st
                            f"and compilation.enable: false")
     if counts["val"] == 0:
         return [f"{_label(data, source)}: the validation split is empty, so the best checkpoint and early stopping "
-                f"cannot use validation data; set dataset.val_fraction > 0 for an honest model choice"]
+                f"watch the training metrics (e.g. train_loss); set dataset.val_fraction > 0 to choose on held-out "
+                f"data, or training.final_checkpoint: last to keep the last epoch of a fixed schedule"]
     return []
 
 

@@ -103,7 +103,8 @@ def edge_pad(x: np.ndarray, length: int) -> np.ndarray:
 class UCRDataset:
     """A UCR/UEA classification set by name, with its official train/test split.
 
-    Validation is a stratified, seeded ``val_fraction`` of the official train split. Variable-length sets
+    Validation is a stratified, seeded ``val_fraction`` of the official train split (0: none, every training
+    series trains, as in Fawaz et al.'s FCN protocol). Variable-length sets
     (JapaneseVowels, PLAID) are padded to the longest series of the set with each series' last value;
     original lengths go into ``info["original_lengths"]``.
     """
@@ -177,7 +178,8 @@ class UCRDataset:
                 "package_version": package_version(entry.package),
                 "train_file": str(entry.train),
                 "test_file": str(entry.test),
-                "split": "official train/test; val = stratified fraction of official train",
+                "split": "official train/test; val = stratified fraction of official train" if self.val_fraction
+                         else "official train/test; no val (val_fraction 0: every official train series trains)",
             },
             "ucr_name": entry.name,
             "val_fraction": self.val_fraction,
