@@ -95,6 +95,19 @@ def best_fit(name: str, device: str, seed: int = 42, task: str = "classification
             "ram_bytes": fit.ram_bytes, "latency_ms": fit.latency_ms}
 
 
+def nested(overrides: dict) -> dict:
+    """``parse_overrides``' dotted keys (``{"dataset.val_fraction": 0}``) as sections (``{"dataset": {"val_fraction":
+    0}}``), the shape set_overrides and run_set merge per section."""
+    out: dict = {}
+    for key, value in overrides.items():
+        *path, last = key.split(".")
+        target = out
+        for part in path:
+            target = target.setdefault(part, {})
+        target[last] = value
+    return out
+
+
 def set_overrides(overrides: dict, args: argparse.Namespace, name: str) -> dict:
     """The config overrides of one set's runs: ``--set`` values, then what --best-fit / --teacher decide."""
     out = {k: dict(v) for k, v in overrides.items()}
@@ -131,7 +144,10 @@ def run_set(name: str, seed: int, overrides: dict, projects: Path, config: Path)
            "ram_bytes": totals.get("ram_bytes"), "latency_ms": totals.get("latency_ms"),
            "fits": device.get("fits"), "device": device.get("device"),
            "verification": (summary.get("verification") or {}).get("status"), "wall_s": round(wall, 1),
-           "epochs_run": (summary.get("training") or {}).get("epochs_run")}
+           "epochs_run": (summary.get("training") or {}).get("epochs_run"),
+           # how many official training series trained (the rest validated) and which epoch was kept
+           "train_series": summary["dataset"]["counts"]["train"], "val_series": summary["dataset"]["counts"]["val"],
+           "final_checkpoint": (summary.get("training") or {}).get("final_checkpoint")}
     if summary.get("distillation"):
         row["distillation"] = {r["role"]: r.get("test_accuracy") for r in summary["distillation"]["rows"]}
     return row
@@ -240,7 +256,7 @@ def main() -> None:
     from modelmaker.config import parse_overrides
 
     logging.basicConfig(level=logging.WARNING)
-    overrides = parse_overrides(args.overrides)
+    overrides = nested(parse_overrides(args.overrides))
     refs = fcn_reference()
     sets = args.sets or shipped_sets()
     rows, searched = [], []

@@ -60,3 +60,22 @@ def test_table_mean_gap_is_over_set_means_with_drops():
     assert stats["sets_with_reference"] == ["A", "B"] and stats["without_reference"] == ["C"]
     assert stats["max_int8_drop"] == pytest.approx(2.0)
     assert "2.00" in text.splitlines()[1]  # seed 1 of A: 100 -> 98 in its drop column
+
+
+def test_set_overrides_reach_the_run_config(tmp_path):
+    """`--set dataset.val_fraction=0` (dotted, as `modelmaker run --set`) lands in the run's dataset section next to
+    what the bench sets per set; it used to fail every run with "'int' object is not iterable"."""
+    import argparse
+
+    from bench.bench_ucr import CONFIG, nested, set_overrides
+    from modelmaker.config import load_config, parse_overrides
+
+    overrides = nested(parse_overrides(["dataset.val_fraction=0", "training.final_checkpoint=last",
+                                        "training.teacher={model_name: TEACHER_FCN}"]))
+    args = argparse.Namespace(best_fit=None, teacher=None)
+    sets = set_overrides(overrides, args, "GunPoint")
+    sets["dataset"]["ucr_name"] = "GunPoint"
+    cfg = load_config(CONFIG, overrides=sets)
+    assert cfg.dataset.params["val_fraction"] == 0 and cfg.dataset.params["ucr_name"] == "GunPoint"
+    assert cfg.training.final_checkpoint == "last" and cfg.training.teacher.model_name == "TEACHER_FCN"
+    assert cfg.training.model_name == "CLS_4k_NPU"  # the rest of the config file is kept
