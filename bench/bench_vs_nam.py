@@ -295,12 +295,23 @@ def table(rows: list[dict[str, Any]]) -> str:
 
 def summary(paths: list[str]) -> str:
     """Several result files (e.g. one per training seed) as one table per capture × preset: each side's ESR per
-    seed and mean, the mean train-time ratio ours / NAM, and on how many seeds ours is at or below NAM."""
-    groups: dict[tuple[str, str], list[dict[str, Any]]] = {}
+    seed and mean, the mean train-time ratio ours / NAM, and on how many seeds ours is at or below NAM.
+
+    The two sides of a seed may come from different files: an ours-only re-run after a recipe change (``--sides
+    ours``) pairs with the NAM run of the same capture, preset, epochs and training seed; a later file wins."""
+    pairs: dict[tuple[str, str, Any, Any], dict[str, dict[str, Any]]] = {}
     for p in paths:
         for r in json.loads(Path(p).read_text())["rows"]:
-            if "preset" in r and "esr" in (r.get("ours") or {}) and "esr" in (r.get("nam") or {}):
-                groups.setdefault((r["capture"], r["preset"]), []).append(r)
+            if "preset" not in r:
+                continue
+            key = (r["capture"], r["preset"], r["epochs"], r.get("train_seed"))
+            for side in ("ours", "nam"):
+                if "esr" in (r.get(side) or {}):
+                    pairs.setdefault(key, {})[side] = r[side]
+    groups: dict[tuple[str, str], list[dict[str, Any]]] = {}
+    for (cap, preset, _, _), both in pairs.items():
+        if len(both) == 2:
+            groups.setdefault((cap, preset), []).append(both)
     header = ["capture", "preset", "seeds", "ours ESR", "NAM ESR", "ours mean", "NAM mean", "ours ≤ NAM",
               "train s ours / NAM"]
     out = []

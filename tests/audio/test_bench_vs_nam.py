@@ -12,7 +12,7 @@ import soundfile as sf
 import yaml
 
 from bench.bench_vs_nam import (PRE_SILENCE_SECONDS, bench_split, nam_data_config, nam_learning_config,
-                                nam_model_config, ours_config)
+                                nam_model_config, ours_config, summary)
 from bench.captures import make_capture
 from modelmaker.config.load import parse_overrides
 from modelmaker.runner import load_run_config
@@ -87,3 +87,22 @@ def test_nam_training_config_is_the_preset_nams_trainer_writes(preset):
             (theirs["input_size"], theirs["condition_size"], theirs["channels"])
         assert mine["head"] == theirs["head"]
         assert [{"type": mine["activation"]}] * n == theirs["activation"] and not mine["gated"]
+
+
+def test_the_summary_pairs_an_ours_only_rerun_with_the_stored_nam_run(tmp_path):
+    def row(seed, ours=None, nam=None):
+        r = {"capture": "comp_eq", "preset": "nano", "epochs": 20, "train_seed": seed}
+        if ours is not None:
+            r["ours"] = {"esr": ours, "fit_s": 50.0}
+        if nam is not None:
+            r["nam"] = {"esr": nam, "fit_s": 100.0}
+        return r
+
+    both = tmp_path / "both.json"
+    both.write_text(json.dumps({"rows": [row(0, 0.5, 0.2), row(1, 0.5, 0.3)]}))
+    rerun = tmp_path / "ours_only.json"  # the recipe changed: ours again, seeds 0 and 2 (seed 2 has no NAM run)
+    rerun.write_text(json.dumps({"rows": [row(0, ours=0.1), row(2, ours=0.1)]}))
+    line = next(x for x in summary([str(both), str(rerun)]).splitlines() if x.startswith("| comp_eq"))
+    cells = [c.strip() for c in line.strip("|").split("|")]
+    # seed 0: the re-run's 0.1 against NAM's 0.2; seed 1: the stored pair; seed 2: unpaired, left out.
+    assert cells[2:] == ["2", "0.1000 / 0.5000", "0.2000 / 0.3000", "0.3000", "0.2500", "1/2", "0.50"]
