@@ -35,7 +35,13 @@ def test_a_capture_is_seeded_cached_and_read_by_our_dataset(tmp_path):
     assert sr == 48_000 and abs(20 * np.log10(np.max(np.abs(y))) - (-3.0)) < 0.1
     data = NamCaptureDataset(input_path=c["input_path"], output_path=c["output_path"]).load()
     assert data.info["layout"] == "sidecar input.layout.json" and data.latency.delay == 11
-    assert json.loads((Path(c["folder"]) / "capture.json").read_text())["params"]["recipe"]["name"] == "overdrive"
+    sidecar = Path(c["folder"]) / "capture.json"
+    assert json.loads(sidecar.read_text())["params"]["recipe"]["name"] == "overdrive"
+    # A latency cached by an older calibration is found again from the cached output, and the sidecar is fixed.
+    meta = json.loads(sidecar.read_text())
+    sidecar.write_text(json.dumps({**meta, "latency": {"recommended": 14, "delays": [15, 15], "warnings": []}}))
+    again = make_capture("overdrive", seconds=8, seed=0, root=tmp_path / "a")
+    assert again["cached"] and again["latency"] == c["latency"] == json.loads(sidecar.read_text())["latency"]
 
 
 def test_both_trainers_get_the_same_split(tmp_path):
