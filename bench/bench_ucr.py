@@ -95,19 +95,6 @@ def best_fit(name: str, device: str, seed: int = 42, task: str = "classification
             "ram_bytes": fit.ram_bytes, "latency_ms": fit.latency_ms}
 
 
-def nested(overrides: dict) -> dict:
-    """``parse_overrides``' dotted keys (``{"dataset.val_fraction": 0}``) as sections (``{"dataset": {"val_fraction":
-    0}}``), the shape set_overrides and run_set merge per section."""
-    out: dict = {}
-    for key, value in overrides.items():
-        *path, last = key.split(".")
-        target = out
-        for part in path:
-            target = target.setdefault(part, {})
-        target[last] = value
-    return out
-
-
 def set_overrides(overrides: dict, args: argparse.Namespace, name: str) -> dict:
     """The config overrides of one set's runs: ``--set`` values, then what --best-fit / --teacher decide."""
     out = {k: dict(v) for k, v in overrides.items()}
@@ -253,10 +240,11 @@ def main() -> None:
     p.add_argument("--out", type=Path)
     args = p.parse_args()
 
-    from modelmaker.config import parse_overrides
+    from modelmaker.config import apply_overrides, parse_overrides
 
     logging.basicConfig(level=logging.WARNING)
-    overrides = nested(parse_overrides(args.overrides))
+    # dotted --set keys as sections ({'dataset': {'val_fraction': 0}}), the shape set_overrides and run_set merge
+    overrides = apply_overrides({}, parse_overrides(args.overrides))[0]
     refs = fcn_reference()
     sets = args.sets or shipped_sets()
     rows, searched = [], []

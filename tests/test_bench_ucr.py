@@ -67,11 +67,11 @@ def test_set_overrides_reach_the_run_config(tmp_path):
     what the bench sets per set; it used to fail every run with "'int' object is not iterable"."""
     import argparse
 
-    from bench.bench_ucr import CONFIG, nested, set_overrides
-    from modelmaker.config import load_config, parse_overrides
+    from bench.bench_ucr import CONFIG, set_overrides
+    from modelmaker.config import apply_overrides, load_config, parse_overrides
 
-    overrides = nested(parse_overrides(["dataset.val_fraction=0", "training.final_checkpoint=last",
-                                        "training.teacher={model_name: TEACHER_FCN}"]))
+    overrides = apply_overrides({}, parse_overrides(["dataset.val_fraction=0", "training.final_checkpoint=last",
+                                                     "training.teacher={model_name: TEACHER_FCN}"]))[0]
     args = argparse.Namespace(best_fit=None, teacher=None)
     sets = set_overrides(overrides, args, "GunPoint")
     sets["dataset"]["ucr_name"] = "GunPoint"
