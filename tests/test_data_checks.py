@@ -49,6 +49,7 @@ def test_empty_splits():
     assert check_splits(no_test, need_test=False) == []
     warned = check_splits(make(n=(20, 0, 6)))
     assert len(warned) == 1 and "validation split is empty" in warned[0] and "val_fraction" in warned[0]
+    assert check_splits(make(n=(20, 0, 6)), need_val=False) == []  # nothing is chosen on validation
 
 
 def test_too_short_series():

@@ -137,3 +137,16 @@ def test_the_audio_modality_refuses_the_key(tmp_path):
         load_config(path)
     assert e.value.key == "training.final_checkpoint" and "\n" not in str(e.value)
     assert "not used by the audio modality" in str(e.value)
+
+
+def test_an_empty_validation_split_warns_only_where_a_checkpoint_is_chosen_on_it(tmp_path):
+    """val_fraction 0 with the default final_checkpoint best: the best epoch is chosen on training metrics, which
+    the run says (dataset.json); with final_checkpoint last nothing is chosen and nothing is said."""
+    def warnings(**training_keys) -> list[str]:
+        path = write_config(tmp_path, {"val_fraction": 0}, epochs=1, **training_keys)
+        assert main(["run", str(path), "--set", "common.run_name=" + "-".join(training_keys.values())]) == 0
+        return json.loads((tmp_path / "projects" / "-".join(training_keys.values()) / "dataset.json").read_text()
+                          )["summary"].get("warnings", [])
+
+    assert any("validation split is empty" in w for w in warnings(final_checkpoint="best"))
+    assert not any("validation split is empty" in w for w in warnings(final_checkpoint="last"))

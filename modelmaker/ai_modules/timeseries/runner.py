@@ -93,8 +93,11 @@ class TimeSeriesModule(AIModule):
         check_finite(data, source)  # NaN in the raw data is named here, not found as a NaN loss in training
         data = self.apply_feature_extraction(cfg, data)
         fe = " -> ".join(data.info.get("feature_extraction", []))
+        t = cfg.training
+        # Keeping the last epoch of a fixed schedule (FCN's protocol) chooses nothing on validation: no split needed.
+        chooses = t.enable and (t.final_checkpoint == "best" or t.early_stopping_patience is not None)
         found = check_dataset(data, source, stage=f"feature_extraction ({fe})" if fe else "",
-                              need_test=cfg.testing.enable or cfg.compilation.enable,
+                              need_test=cfg.testing.enable or cfg.compilation.enable, need_val=chooses,
                               classes=cfg.common.task_type == TASK_CLASSIFICATION)
         data.info["warnings"] = [*data.info.get("warnings", []), *found]  # dataset.json and the report show them
         for warning in found:

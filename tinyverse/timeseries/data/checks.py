@@ -45,8 +45,9 @@ def check_finite(data: Any, source: str = "", stage: str = "") -> None:
                                f"interpolate missing samples) before training")
 
 
-def check_splits(data: Any, source: str = "", need_test: bool = True) -> list[str]:
-    """An empty train split (or test split when ``need_test``) is an error; an empty validation split a warning."""
+def check_splits(data: Any, source: str = "", need_test: bool = True, need_val: bool = True) -> list[str]:
+    """An empty train split (or test split when ``need_test``) is an error; an empty validation split a warning,
+    unless ``need_val`` is False: the caller chooses nothing on validation (e.g. it keeps the last epoch)."""
     counts = {s: len(getattr(data, f"y_{s}")) for s in SPLITS}
     if counts["train"] == 0:
         raise DatasetError(f"{_label(data, source)}: the train split is empty; add data or lower "
@@ -55,7 +56,7 @@ def check_splits(data: Any, source: str = "", need_test: bool = True) -> list[st
         raise DatasetError(f"{_label(data, source)}: the test split is empty but testing/compilation need it; give "
                            f"the dataset a test split (e.g. dataset.test_fraction > 0) or set testing.enable: false "
                            f"and compilation.enable: false")
-    if counts["val"] == 0:
+    if counts["val"] == 0 and need_val:
         return [f"{_label(data, source)}: the validation split is empty, so the best checkpoint and early stopping "
                 f"watch the training metrics (e.g. train_loss); set dataset.val_fraction > 0 to choose on held-out "
                 f"data, or training.final_checkpoint: last to keep the last epoch of a fixed schedule"]
@@ -105,15 +106,15 @@ def check_class_balance(data: Any, source: str = "", max_ratio: float = MAX_CLAS
     return []
 
 
-def check_dataset(data: Any, source: str = "", stage: str = "", need_test: bool = True, min_length: int = 1,
-                  length_reason: str = "the shortest usable series", classes: bool = True,
+def check_dataset(data: Any, source: str = "", stage: str = "", need_test: bool = True, need_val: bool = True,
+                  min_length: int = 1, length_reason: str = "the shortest usable series", classes: bool = True,
                   max_class_ratio: float = MAX_CLASS_RATIO) -> list[str]:
     """Every check on the arrays the model will see; raises DatasetError, returns the warnings.
 
     ``classes`` False skips the class checks for tasks whose labels are not training targets (an anomaly
     detector trains on the normal class only)."""
     check_finite(data, source, stage)
-    found = check_splits(data, source, need_test)
+    found = check_splits(data, source, need_test, need_val)
     check_length(data, min_length, length_reason, source)
     if classes:
         found += check_class_balance(data, source, max_class_ratio)
