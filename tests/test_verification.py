@@ -34,6 +34,17 @@ def test_int8_classifier_rule_is_agreement_and_drop():
     assert bad.status == FAIL and len(bad.failures) == 2
 
 
+def test_a_drop_equal_to_the_bound_passes_despite_float_rounding():
+    """3 of 100 test series flipped (0.87 -> 0.84) is a drop of exactly int8_max_drop (0.03), which float64 computes
+    as 0.030000000000000027; one series more is over it."""
+    ref = _logits(100)
+    assert 0.87 - 0.84 > TOL.int8_max_drop  # the rounding the rule must see through
+    at = judge_outputs("int8", ref, ref, TOL, metric="accuracy", value=0.84, ref_value=0.87, classifier=True)
+    assert at.status == PASS
+    over = judge_outputs("int8", ref, ref, TOL, metric="accuracy", value=0.83, ref_value=0.87, classifier=True)
+    assert over.status == FAIL and over.failures == ["accuracy drop 0.04 (must be ≤ 0.03)"]
+
+
 def test_int8_value_rule_follows_the_metric_direction():
     ref = np.random.default_rng(0).standard_normal((100, 12)).astype(np.float32)
     y = ref * 1.02
