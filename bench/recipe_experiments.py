@@ -19,13 +19,15 @@ import tempfile
 import time
 from pathlib import Path
 
+import numpy as np
+
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "bench" / "results" / "recipe_experiments.jsonl"
 
 BASE = dict(model="CLS_4k_NPU", model_args={}, epochs=150, batch_size=16, learning_rate=0.005, weight_decay=1e-4,
             optimizer="adamw", lr_scheduler="cosine", label_smoothing=0.1, monitor=("val_loss", "min"),
             augmentation={"time_shift": 0.1, "scale": 0.2, "noise": 0.05}, input_length="auto", min_length=None,
-            max_length=None, variable="pad", teacher=None, val_fraction=0.2)
+            max_length=None, variable="pad", teacher=None, val_fraction=0.2, keep="best")
 # Named variations of the recipe the default config shipped with before issue #15 ("gunpoint").
 RECIPES = {
     "gunpoint": {"input_length": None},
@@ -56,6 +58,17 @@ RECIPES = {
     "wide": {"model": "CLS_55k_NPU", "model_args": {"channels": [64, 128, 128, 128, 128]}},
     "ep500": {"epochs": 500},
     "val10": {"val_fraction": 0.1},
+    # FCN's protocol: every official training series trains, the last epoch of the fixed schedule is kept
+    "whole": {"val_fraction": 0.0, "keep": "last"},
+    "warp05": {"augmentation": {"time_shift": 0.1, "scale": 0.2, "noise": 0.05, "time_warp": 0.05,
+                                "magnitude_warp": 0.05}},
+    "lr1e-3": {"learning_rate": 0.001},
+    "shift": {"augmentation": {"time_shift": 0.1}},
+    "scale": {"augmentation": {"scale": 0.2}},
+    "noise": {"augmentation": {"noise": 0.05}},
+    "shift_noise02": {"augmentation": {"time_shift": 0.1, "noise": 0.02}},
+    "shift_noise05": {"augmentation": {"time_shift": 0.1, "noise": 0.05}},
+    "magwarp": {"augmentation": {"time_shift": 0.1, "scale": 0.2, "noise": 0.05, "magnitude_warp": 0.1}},
     "ls0": {"label_smoothing": 0.0},
     # distillation from a Fawaz FCN teacher (full width, or half width: ~4x fewer MACs to train on a CPU)
     "kd_fcn": {"teacher": {"model": "TEACHER_FCN", "args": {}, "temperature": 4.0, "alpha": 0.5}},
@@ -74,6 +87,16 @@ def recipe(name: str) -> dict:
             sys.exit(f"unknown recipe {part!r}; known: {', '.join(RECIPES)}")
         out.update(RECIPES[part])
     return out
+
+
+def int8_input(X, X_calibration):
+    """``X`` rounded to the grid an int8 export's input uses (affine, range from the calibration data and 0, as the
+    TFLite converter sets it): the float model on these inputs shows what the input's 256 levels alone cost."""
+    lo, hi = min(0.0, float(X_calibration.min())), max(0.0, float(X_calibration.max()))
+    scale = (hi - lo) / 255
+    zero = round(-128 - lo / scale)
+    q = np.clip(np.round(X / scale) + zero, -128, 127)
+    return ((q - zero) * scale).astype(np.float32)
 
 
 def run_one(set_name: str, name: str, seed: int, threads: int) -> dict:
@@ -116,11 +139,13 @@ def run_one(set_name: str, name: str, seed: int, threads: int) -> dict:
                                   label_smoothing=r["label_smoothing"], augmentation=r["augmentation"],
                                   teacher=distillation)
         with tempfile.TemporaryDirectory() as tmp:
-            result = fit(task, (X(data.X_train), data.y_train), (X(data.X_val), data.y_val), Path(tmp), cfg)
-            load_task_weights(task, result.best_checkpoint)
+            val = (X(data.X_val), data.y_val) if len(data.y_val) else None
+            result = fit(task, (X(data.X_train), data.y_train), val, Path(tmp), cfg)
+            load_task_weights(task, result.checkpoint(r["keep"]))
         return task.model.eval()
 
-    accuracy = lambda m: float((predict(m, X(data.X_test)).argmax(1) == data.y_test).mean())  # noqa: E731
+    accuracy = lambda m, Xt=None: float((predict(m, X(data.X_test if Xt is None else Xt)).argmax(1)  # noqa: E731
+                                         == data.y_test).mean())
     t0 = time.time()
     extra = {}
     distillation = None
@@ -149,8 +174,10 @@ def run_one(set_name: str, name: str, seed: int, threads: int) -> dict:
     model = train(model, distillation)
     seconds = time.time() - t0
     return {"set": set_name, "recipe": name, "seed": seed, "test_acc": round(accuracy(model), 4),
+            "test_acc_int8_input": round(accuracy(model, int8_input(data.X_test, data.X_train)), 4),
             "epochs": r["epochs"], "model": r["model"], "params": sum(p.numel() for p in model.parameters()),
-            "input": list(data.input_shape), "fit": chosen.describe(), "train_seconds": round(seconds, 1), **extra}
+            "input": list(data.input_shape), "fit": chosen.describe(), "train_seconds": round(seconds, 1),
+            "train_series": len(data.y_train), "kept": r["keep"], **extra}
 
 
 def main() -> None:
