@@ -66,6 +66,7 @@ RECIPES = {
     "shift": {"augmentation": {"time_shift": 0.1}},
     "scale": {"augmentation": {"scale": 0.2}},
     "noise": {"augmentation": {"noise": 0.05}},
+    "shift_scale": {"augmentation": {"time_shift": 0.1, "scale": 0.2}},
     "shift_noise02": {"augmentation": {"time_shift": 0.1, "noise": 0.02}},
     "shift_noise05": {"augmentation": {"time_shift": 0.1, "noise": 0.05}},
     "magwarp": {"augmentation": {"time_shift": 0.1, "scale": 0.2, "noise": 0.05, "magnitude_warp": 0.1}},

@@ -68,6 +68,8 @@ AUDIO_CASES = [
      "not used by the audio modality: it writes no C golden vectors"),
     ("  generated_seconds: 6\n", "  generated_seconds: 6\n  enable: false\n", "dataset.enable",
      "the audio modality needs its capture"),
+    ("training:\n", "compilation:\n  input_range_percentile: 99.9\ntraining:\n", "compilation.input_range_percentile",
+     "not used by the audio modality: its int8 exports are calibrated on the capture's own level"),
 ]
 
 

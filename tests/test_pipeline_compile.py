@@ -339,3 +339,32 @@ def test_a_corrupted_int8_artifact_is_a_fail_row(compiled_run, tmp_path, monkeyp
     assert any("argmax agreement" in f or "accuracy drop" in f for f in row.verdict.failures)
     assert rep.row("ONNX float").status == "PASS"
     assert rep.failures and rep.failures[0].startswith("ONNX int8:")
+
+
+def test_input_range_percentile_sets_the_int8_inputs_range(tmp_path):
+    """compilation.input_range_percentile: 99 clips the calibration samples to their 1st..99th percentile, and the
+    int8 TFLite file's input takes exactly that range: its step is (high - low) / 255, narrower than the data's."""
+    from ai_edge_litert.interpreter import Interpreter
+
+    from tinyverse.timeseries.data import UCRDataset
+
+    cfg = write_config(tmp_path / "p99.yaml", tmp_path / "projects", device=None,
+                       training={"model_name": "CLS_100_NPU", "epochs": 1},
+                       compilation={"exporters": ["tflite_int8"], "input_range_percentile": 99})
+    assert main(["run", str(cfg)]) == 0
+    run_dir = tmp_path / "projects" / "tiny"
+    rng = json.loads((run_dir / "summary.json").read_text())["quantization"]["input_range"]
+    X = UCRDataset("ItalyPowerDemand", val_fraction=0.2, seed=0).load().X_train
+    assert rng["percentile"] == 99 and X.min() < rng["low"] < 0 < rng["high"] < X.max()
+    scale, _ = Interpreter(model_path=str(run_dir / "model_int8.tflite")).get_input_details()[0]["quantization"]
+    assert scale == pytest.approx((rng["high"] - rng["low"]) / 255, rel=0.01)
+    assert scale < 0.97 * (X.max() - X.min()) / 255
+
+
+@pytest.mark.parametrize("value", [50, 100.5])
+def test_input_range_percentile_out_of_range_is_one_line(tmp_path, capsys, value):
+    cfg = write_config(tmp_path / "bad.yaml", tmp_path / "projects", compilation={"input_range_percentile": value})
+    assert main(["run", str(cfg)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "compilation.input_range_percentile" in err
+    assert not (tmp_path / "projects").exists()

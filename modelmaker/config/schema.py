@@ -500,6 +500,10 @@ class CompilationSection(StrictModel):
     calibration_samples: int = Field(256, ge=1)
     exporters: list[str] | None = None  # None: the default set of the modality, chosen by the runner
     golden_vectors: int = Field(4, ge=0)
+    # The int8 input's range: 100 spans the calibration samples' extremes; lower clips the calibration samples to
+    # [the (100 - p)th, the p-th] percentile of their values first, so a few spikes no longer coarsen the input's 256
+    # levels for every other sample (values outside saturate, as they do on the device). Timeseries only.
+    input_range_percentile: float = Field(100.0, gt=50, le=100)
     # Pass rules of the verification table (tinyverse.verification); a FAIL row fails a strict run after its report.
     tolerances: Tolerances = Field(default_factory=Tolerances)
 

@@ -61,6 +61,9 @@ class AudioModule(AIModule):
                             "reports the ESR on the capture's validation block", "remove it")
                 for k in ("enable", "batch_size") if changed(cfg, f"testing.{k}")]
         out += knob_run.knob_key_issues(cfg)  # a knob task with plain data or model, and what it cannot use yet
+        if changed(cfg, "compilation.input_range_percentile"):
+            out.append(KeyIssue("compilation.input_range_percentile", "not used by the audio modality: its int8 "
+                                "exports are calibrated on the capture's own level", "remove it"))
         if changed(cfg, "compilation.golden_vectors"):
             out.append(KeyIssue("compilation.golden_vectors", "not used by the audio modality: it writes no C "
                                    "golden vectors (each streaming export is verified block by block instead)",

@@ -99,6 +99,16 @@ def _calibration(X_train: np.ndarray, n: int, seed: int) -> np.ndarray:
     return X_train[idx]
 
 
+def clip_to_percentile(calib: np.ndarray, percentile: float) -> tuple[np.ndarray, tuple[float, float] | None]:
+    """The calibration samples clipped to [the (100 - p)th, the p-th] percentile of their values, and that range
+    (None at 100: unchanged). The int8 exporters take the input's range from these samples, so a few spikes no
+    longer set a step that erases the small differences of every other sample (ACSF1: docs/timeseries.md)."""
+    if percentile >= 100:
+        return calib, None
+    lo, hi = (float(v) for v in np.percentile(calib, [100 - percentile, percentile]))
+    return np.clip(calib, lo, hi).astype(calib.dtype, copy=False), (lo, hi)
+
+
 def _int8_metric(rep) -> tuple[str | None, float | None]:
     for name in INT8_ROWS:
         row = next((r for r in rep.rows if r.artifact == name), None)
@@ -161,7 +171,11 @@ def compile_stage(module, cfg, run_dir: Path, model, X: dict, y: dict, summary: 
         qat_float = metric_fn(ref) if metric_fn else None
         if qat_float is not None and float_metric is not None:
             log.info("QAT: float %s %.4f before, %.4f after fine-tuning", metric, float_metric, qat_float)
-    calib = _calibration(X["train"], comp.calibration_samples, cfg.common.seed)
+    calib, input_range = clip_to_percentile(_calibration(X["train"], comp.calibration_samples, cfg.common.seed),
+                                            comp.input_range_percentile)
+    if input_range is not None:
+        log.info("int8 input range: calibration samples clipped to [%.4g, %.4g] (compilation.input_range_percentile: "
+                 "%g)", *input_range, comp.input_range_percentile)
     exporters = list(comp.exporters) if comp.exporters is not None else list(DEFAULT_EXPORTERS)
     defines, notes = header_state(evaluation)  # e.g. the anomaly threshold, next to the weights in model_int8.h
     log.info("compiling: %s, calibration on %d training samples, device %s", ", ".join(exporters), len(calib),
@@ -172,8 +186,11 @@ def compile_stage(module, cfg, run_dir: Path, model, X: dict, y: dict, summary: 
                         metric_fn=metric_fn, header_defines=defines, header_notes=notes,
                         tolerances=comp.tolerances, higher_is_better=_higher_is_better(evaluation),
                         classifier=data.is_classification if data is not None else None)
-    failures = finish(module, cfg, run_dir, rep, summary, quantization_summary(
-        "qat" if qat_float is not None else "ptq", metric, float_metric, rep, qat_float), len(calib))
+    quant = quantization_summary("qat" if qat_float is not None else "ptq", metric, float_metric, rep, qat_float)
+    if input_range is not None:
+        quant["input_range"] = {"percentile": comp.input_range_percentile, "low": input_range[0],
+                                "high": input_range[1]}
+    failures = finish(module, cfg, run_dir, rep, summary, quant, len(calib))
     return model, failures
 
 
@@ -258,7 +275,11 @@ def run_onnx_file(module, cfg, run_dir: Path, data, prep: Prepared, summary: dic
     if evaluation is not None:
         summary["test"] = evaluation.to_dict()
     metric, metric_fn = _verification_metric(evaluation)
-    calib = _calibration(X["train"], comp.calibration_samples, cfg.common.seed)
+    calib, input_range = clip_to_percentile(_calibration(X["train"], comp.calibration_samples, cfg.common.seed),
+                                            comp.input_range_percentile)
+    if input_range is not None:
+        log.info("int8 input range: calibration samples clipped to [%.4g, %.4g] (compilation.input_range_percentile: "
+                 "%g)", *input_range, comp.input_range_percentile)
     rep = compile_onnx_file(prep.model_path, run_dir, calib, X["test"], None, metric, target_device(cfg),
                             list(comp.exporters) if comp.exporters is not None else list(DEFAULT_EXPORTERS),
                             metric_fn=metric_fn, tolerances=comp.tolerances,
