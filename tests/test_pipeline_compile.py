@@ -368,3 +368,15 @@ def test_input_range_percentile_out_of_range_is_one_line(tmp_path, capsys, value
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "compilation.input_range_percentile" in err
     assert not (tmp_path / "projects").exists()
+
+
+def test_compile_only_from_onnx_takes_and_records_the_input_range(compiled_run, tmp_path):
+    """The .onnx compile path clips its calibration samples too, and says so in summary.json as the trained path does
+    (the default run, at 100, records no range)."""
+    run_dir, first = compiled_run
+    assert "input_range" not in first["quantization"]
+    cfg = write_config(tmp_path / "onnx.yaml", tmp_path / "projects", training={"enable": False},
+                       compilation={"model_path": str(run_dir / "model_float.onnx"), "input_range_percentile": 99})
+    assert main(["run", str(cfg)]) == 0
+    rng = json.loads((tmp_path / "projects" / "tiny" / "summary.json").read_text())["quantization"]["input_range"]
+    assert rng["percentile"] == 99 and rng["low"] < 0 < rng["high"]

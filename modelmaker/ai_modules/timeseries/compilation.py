@@ -109,6 +109,19 @@ def clip_to_percentile(calib: np.ndarray, percentile: float) -> tuple[np.ndarray
     return np.clip(calib, lo, hi).astype(calib.dtype, copy=False), (lo, hi)
 
 
+def int8_calibration(X_train: np.ndarray, comp, seed: int) -> tuple[np.ndarray, dict[str, Any]]:
+    """The calibration samples of either compile path (a trained model or an .onnx file), clipped to
+    ``compilation.input_range_percentile``, and what ``summary.json`` -> ``quantization`` records of that range."""
+    calib, input_range = clip_to_percentile(_calibration(X_train, comp.calibration_samples, seed),
+                                            comp.input_range_percentile)
+    if input_range is None:
+        return calib, {}
+    log.info("int8 input range: calibration samples clipped to [%.4g, %.4g] (compilation.input_range_percentile: %g)",
+             *input_range, comp.input_range_percentile)
+    return calib, {"input_range": {"percentile": comp.input_range_percentile, "low": input_range[0],
+                                   "high": input_range[1]}}
+
+
 def _int8_metric(rep) -> tuple[str | None, float | None]:
     for name in INT8_ROWS:
         row = next((r for r in rep.rows if r.artifact == name), None)
@@ -171,11 +184,7 @@ def compile_stage(module, cfg, run_dir: Path, model, X: dict, y: dict, summary: 
         qat_float = metric_fn(ref) if metric_fn else None
         if qat_float is not None and float_metric is not None:
             log.info("QAT: float %s %.4f before, %.4f after fine-tuning", metric, float_metric, qat_float)
-    calib, input_range = clip_to_percentile(_calibration(X["train"], comp.calibration_samples, cfg.common.seed),
-                                            comp.input_range_percentile)
-    if input_range is not None:
-        log.info("int8 input range: calibration samples clipped to [%.4g, %.4g] (compilation.input_range_percentile: "
-                 "%g)", *input_range, comp.input_range_percentile)
+    calib, input_range = int8_calibration(X["train"], comp, cfg.common.seed)
     exporters = list(comp.exporters) if comp.exporters is not None else list(DEFAULT_EXPORTERS)
     defines, notes = header_state(evaluation)  # e.g. the anomaly threshold, next to the weights in model_int8.h
     log.info("compiling: %s, calibration on %d training samples, device %s", ", ".join(exporters), len(calib),
@@ -186,11 +195,8 @@ def compile_stage(module, cfg, run_dir: Path, model, X: dict, y: dict, summary: 
                         metric_fn=metric_fn, header_defines=defines, header_notes=notes,
                         tolerances=comp.tolerances, higher_is_better=_higher_is_better(evaluation),
                         classifier=data.is_classification if data is not None else None)
-    quant = quantization_summary("qat" if qat_float is not None else "ptq", metric, float_metric, rep, qat_float)
-    if input_range is not None:
-        quant["input_range"] = {"percentile": comp.input_range_percentile, "low": input_range[0],
-                                "high": input_range[1]}
-    failures = finish(module, cfg, run_dir, rep, summary, quant, len(calib))
+    failures = finish(module, cfg, run_dir, rep, summary, {**quantization_summary(
+        "qat" if qat_float is not None else "ptq", metric, float_metric, rep, qat_float), **input_range}, len(calib))
     return model, failures
 
 
@@ -275,17 +281,13 @@ def run_onnx_file(module, cfg, run_dir: Path, data, prep: Prepared, summary: dic
     if evaluation is not None:
         summary["test"] = evaluation.to_dict()
     metric, metric_fn = _verification_metric(evaluation)
-    calib, input_range = clip_to_percentile(_calibration(X["train"], comp.calibration_samples, cfg.common.seed),
-                                            comp.input_range_percentile)
-    if input_range is not None:
-        log.info("int8 input range: calibration samples clipped to [%.4g, %.4g] (compilation.input_range_percentile: "
-                 "%g)", *input_range, comp.input_range_percentile)
+    calib, input_range = int8_calibration(X["train"], comp, cfg.common.seed)
     rep = compile_onnx_file(prep.model_path, run_dir, calib, X["test"], None, metric, target_device(cfg),
                             list(comp.exporters) if comp.exporters is not None else list(DEFAULT_EXPORTERS),
                             metric_fn=metric_fn, tolerances=comp.tolerances,
                             higher_is_better=_higher_is_better(evaluation), classifier=data.is_classification)
     float_metric = rep.rows[0].metric
-    failures = finish(module, cfg, run_dir, rep, summary, quantization_summary("ptq", metric, float_metric, rep),
-                      len(calib))
+    failures = finish(module, cfg, run_dir, rep, summary,
+                      {**quantization_summary("ptq", metric, float_metric, rep), **input_range}, len(calib))
     module.report_blocks["Skipped"] = "\n".join(f"- {k}: {v}" for k, v in rep.info.get("skipped", {}).items())
     return failures
